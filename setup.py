@@ -1,0 +1,19 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="nixos-test-driver",
+    version="0.1.0",
+    description="A drop-in replacement for the NixOS test driver",
+    license="MIT",
+    packages=find_packages(include=["test_driver", "test_driver.*"]),
+    package_data={"test_driver": ["py.typed"]},
+    python_requires=">=3.10",
+    install_requires=["ptpython", "colorama", "junit-xml", "pillow", "pytesseract", "remote-pdb"],
+    extras_require={"test": ["pytest"]},
+    entry_points={
+        "console_scripts": [
+            "nixos-test-driver=test_driver:main",
+            "generate-driver-symbols=test_driver:generate_driver_symbols",
+        ]
+    },
+)

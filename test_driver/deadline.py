@@ -1,0 +1,73 @@
+"""The one way the driver waits: a deadline, a condition variable, a predicate.
+
+Every wait blocks on an event (a ``threading.Condition`` notified by whoever
+changes the state) and ends in one of three ways: the predicate holds, the
+deadline passes (``WaitTimeout`` saying what was awaited, for how long and the
+last state seen), or ``check`` raises (e.g. the machine died).
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+from typing import Callable, TypeVar, Union
+
+from .errors import WaitTimeout
+
+Duration = Union[int, float, datetime.timedelta]
+T = TypeVar("T")
+
+
+def seconds(timeout: Duration | None) -> float | None:
+    """Timeouts are seconds (int/float) or a ``datetime.timedelta``."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, datetime.timedelta):
+        return timeout.total_seconds()
+    return float(timeout)
+
+
+class Deadline:
+    """A point in time, or never (``timeout=None``)."""
+
+    def __init__(self, timeout: Duration | None) -> None:
+        self.timeout = seconds(timeout)
+        self.start = time.monotonic()
+        self.end = None if self.timeout is None else self.start + self.timeout
+
+    def remaining(self) -> float | None:
+        """Seconds left (never negative), or None for no deadline."""
+        return None if self.end is None else max(0.0, self.end - time.monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return self.end is not None and time.monotonic() >= self.end
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
+def wait_for(
+    cond: threading.Condition,
+    predicate: Callable[[], T | None],
+    deadline: Deadline,
+    what: str,
+    last_state: Callable[[], str] | None = None,
+    check: Callable[[], None] | None = None,
+) -> T:
+    """Wait on ``cond`` until ``predicate()`` returns something truthy and return it.
+
+    Must be called with ``cond`` held.  ``check`` runs before each look and may
+    raise to end the wait early.
+    """
+    while True:
+        if check is not None:
+            check()
+        result = predicate()
+        if result:
+            return result
+        remaining = deadline.remaining()
+        if remaining == 0.0:
+            raise WaitTimeout(what, deadline.timeout or 0.0, last_state() if last_state else None)
+        cond.wait(remaining)

@@ -1,0 +1,244 @@
+"""Driver: owns the machines and VLANs of one test run, its symbols and its cleanup."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from types import CodeType
+from typing import Any, Callable, Iterator
+
+from .errors import DriverError, GlobalTimeout
+from .logger import AbstractLogger, CompositeLogger, TerminalLogger
+from .machine import BaseMachine, Machine, QemuMachine, retry
+from .machine.start_command import StartCommand
+from .polling_condition import PollingCondition
+from .vlan import VLan
+
+
+class Driver:
+    """Sets up the machines and VLANs of a test, runs its script, and always cleans up."""
+
+    def __init__(self, start_scripts: list[str], vlans: list[int], tests: str, out_dir: Path,
+                 logger: AbstractLogger | None = None, keep_vm_state: bool = False,
+                 global_timeout: int | float = 24 * 60 * 60, test_script_path: str = "<testScript>") -> None:
+        self.tests = tests
+        self.out_dir = Path(out_dir)
+        self.logger = logger or CompositeLogger([TerminalLogger()])
+        self.keep_vm_state = keep_vm_state
+        self.global_timeout = global_timeout
+        self.test_script_path = test_script_path
+        self.polling_conditions: list[PollingCondition] = []
+        self.subtests: list[str] = []
+        self.machines: list[QemuMachine] = []
+        self.vlans: list[VLan] = []
+        self.code: CodeType = self._compile(tests)
+
+        commands = [StartCommand(script) for script in start_scripts or []]
+        names: dict[str, str] = {}
+        for command in commands:
+            command.validate()
+            if command.machine_name in names:
+                raise DriverError(f"two start scripts for machine {command.machine_name!r}: "
+                                  f"{names[command.machine_name]} and {command.command}")
+            names[command.machine_name] = command.command
+
+        self.base_tmp = Path(tempfile.gettempdir())
+        self.tmp_dir = Path(tempfile.mkdtemp(prefix="nixos-test-driver-", dir=self.base_tmp))
+        try:
+            with self.logger.nested("start all VLans"):
+                self.vlans = [VLan(nr, self.tmp_dir, self.logger) for nr in sorted(set(map(int, vlans or [])))]
+            self.machines = [self._new_machine(command.command, command.machine_name)
+                             for command in commands]
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def _compile(self, tests: str) -> CodeType:
+        try:
+            return compile(tests, self.test_script_path, "exec")
+        except SyntaxError as exc:
+            raise DriverError(f"syntax error in the test script {exc.filename}, line {exc.lineno}: "
+                              f"{exc.msg}\n    {(exc.text or '').rstrip()}") from None
+
+    def _new_machine(self, start_command: str, name: str, keep_vm_state: bool | None = None,
+                     allow_reboot: bool = False) -> QemuMachine:
+        keep = self.keep_vm_state if keep_vm_state is None else keep_vm_state
+        socket_dir = self.tmp_dir / f"sockets-{name}"
+        socket_dir.mkdir(mode=0o700, exist_ok=True)
+        machine = QemuMachine(
+            out_dir=self.out_dir, tmp_dir=self.tmp_dir, start_command=start_command,
+            logger=self.logger, name=name, keep_machine_state=keep,
+            callbacks=[self.check_polling_conditions], allow_reboot=allow_reboot,
+            # Kept state must be found again by the next run, so it lives at upstream's path.
+            state_dir=(self.base_tmp / f"vm-state-{name}") if keep else None,
+            socket_dir=socket_dir)
+        for vlan in self.vlans:
+            machine.extra_env.update(vlan.env)
+        return machine
+
+    def __enter__(self) -> "Driver":
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        """Stop every machine and switch, remove the private directory. Idempotent."""
+        with self.logger.nested("cleanup"):
+            threads = [threading.Thread(target=m.release) for m in self.machines]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            for vlan in self.vlans:
+                vlan.stop()
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+    # --- test symbols -------------------------------------------------------------------
+    def test_symbols(self) -> dict[str, Any]:
+        general = dict(
+            start_all=self.start_all, test_script=self.test_script, machines=self.machines,
+            vlans=self.vlans, driver=self, log=self.logger, os=os,
+            create_machine=self.create_machine, subtest=self.subtest, run_tests=self.run_tests,
+            join_all=self.join_all, retry=retry, serial_stdout_off=self.serial_stdout_off,
+            serial_stdout_on=self.serial_stdout_on, polling_condition=self.polling_condition,
+            Machine=Machine, QemuMachine=QemuMachine, BaseMachine=BaseMachine,
+        )
+        machines: dict[str, Any] = {m.name: m for m in self.machines}
+        if len(self.machines) == 1:
+            machines["machine"] = self.machines[0]
+        vlans = {f"vlan{v.nr}": v for v in self.vlans}
+        return {**general, **machines, **vlans}
+
+    def test_script(self) -> None:
+        """Run the test script."""
+        with self.logger.nested("run the VM test script"):
+            exec(self.code, self.test_symbols(), None)
+
+    def run_tests(self) -> None:
+        """Run the test script under the global timeout, then sync every running machine."""
+        with self._global_timeout():
+            self.test_script()
+            for machine in self.machines:
+                if machine.is_up():
+                    machine.execute("sync")
+
+    @contextmanager
+    def _global_timeout(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread() or not self.global_timeout:
+            yield
+            return
+
+        def expire(_signum: int, _frame: Any) -> None:
+            raise GlobalTimeout(f"test timed out after {self.global_timeout}s while running: "
+                                f"{self.describe_activity()}")
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, self.global_timeout)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    def describe_activity(self) -> str:
+        """What the test is doing now: the subtest and each machine's running command."""
+        parts = [f"subtest {self.subtests[-1]!r}"] if self.subtests else []
+        parts += [f"{m.name}: `{m.running_command}`" for m in self.machines if m.running_command]
+        return "; ".join(parts) or "the test script (no machine command running)"
+
+    def start_all(self) -> None:
+        """Start every machine, all at once."""
+        with self.logger.nested("start all VMs"):
+            errors: list[BaseException] = []
+
+            def start(machine: QemuMachine) -> None:
+                try:
+                    machine.start()
+                except BaseException as exc:  # re-raised in the caller's thread
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=start, args=(m,)) for m in self.machines]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if errors:
+                raise errors[0]
+
+    def join_all(self) -> None:
+        """Wait until every machine has shut down."""
+        with self.logger.nested("wait for all VMs to finish"):
+            for machine in self.machines:
+                machine.wait_for_shutdown()
+
+    @contextmanager
+    def subtest(self, name: str) -> Iterator[None]:
+        """Group the log lines of a part of the test under ``name``."""
+        self.subtests.append(name)
+        try:
+            with self.logger.subtest(name):
+                try:
+                    yield
+                except Exception as exc:
+                    self.logger.error(f'Test "{name}" failed with error: "{exc}"')
+                    raise
+        finally:
+            self.subtests.pop()
+
+    def create_machine(self, start_command: str | dict[str, Any], *, name: str | None = None,
+                       keep_vm_state: bool = False, keep_machine_state: bool | None = None,
+                       allow_reboot: bool = False) -> QemuMachine:
+        """Make one more machine from a start script (or legacy ``{"startCommand": ...}`` dict)."""
+        if isinstance(start_command, dict):
+            args = start_command
+            start_command = args["startCommand"]
+            name = args.get("name", name)
+            keep_vm_state = args.get("keep_vm_state", keep_vm_state)
+            allow_reboot = args.get("allow_reboot", allow_reboot)
+        command = StartCommand(start_command)
+        command.validate()
+        keep = keep_machine_state if keep_machine_state is not None else keep_vm_state
+        machine = self._new_machine(start_command, name or command.machine_name, keep, allow_reboot)
+        self.machines.append(machine)
+        return machine
+
+    def serial_stdout_on(self) -> None:
+        """Print the machines' serial output on the terminal (the default)."""
+        self.logger.print_serial_logs(True)
+
+    def serial_stdout_off(self) -> None:
+        """Stop printing serial output on the terminal (the XML log keeps it)."""
+        self.logger.print_serial_logs(False)
+
+    def check_polling_conditions(self) -> None:
+        for condition in self.polling_conditions:
+            condition.maybe_raise()
+
+    def polling_condition(self, fun_: Callable[[], Any] | None = None, *, seconds_interval: float = 2.0,
+                          description: str | None = None) -> Any:
+        """Decorator: a condition checked before every machine command while active
+        (``with cond:``); ``cond.wait(timeout)`` waits until it holds."""
+        driver = self
+
+        class Poll:
+            def __init__(self, fun: Callable[[], Any]) -> None:
+                self.condition = PollingCondition(fun, driver.logger, seconds_interval, description)
+
+            def __enter__(self) -> None:
+                driver.polling_conditions.append(self.condition)
+
+            def __exit__(self, *_: Any) -> None:
+                driver.polling_conditions.remove(self.condition)
+
+            def wait(self, timeout: int | float = 900) -> None:
+                with driver.logger.nested(f"waiting for {self.condition.description}"):
+                    retry(lambda _last: self.condition.check(force=True), timeout)
+
+        return Poll if fun_ is None else Poll(fun_)
+

@@ -1,0 +1,100 @@
+"""The driver's error hierarchy.
+
+Compatible with upstream's ``test_driver.errors``: everything a testScript can
+cause derives from ``TestScriptError`` (the driver prints only the testScript's
+own frames for these), and failed requests (``succeed``, ``wait_for_unit``, a
+wait that ran out) are ``RequestedAssertionFailed``.
+
+    Exception
+     ├─ DriverError                 bad configuration or arguments, found before any VM starts
+     └─ TestScriptError             (upstream) the test script failed
+         ├─ RequestedAssertionFailed    (upstream) a requested assertion failed
+         │   └─ WaitTimeout                 a wait ran out of time; says what, how long, last state
+         ├─ GlobalTimeout               the whole test ran past --global-timeout
+         └─ MachineError                (upstream) something went wrong with a machine
+             ├─ MachineStopped              the machine is not running while a call needed it
+             │   └─ MachineCrashed              it died unexpectedly; carries the post-mortem
+             ├─ BackdoorError               the guest's root shell broke the protocol
+             └─ QMPError                    the QMP connection failed
+                 └─ QMPAPIError                 QEMU answered a QMP command with an error
+
+``MachineStopped`` is also a ``ConnectionError``, the base of the
+``BrokenPipeError`` that upstream surfaces when a VM dies, so existing
+``except ConnectionError`` code keeps working.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DriverError(Exception):
+    """Bad input to the driver (arguments, start scripts, test script)."""
+
+
+class TestScriptError(Exception):
+    """The test script failed; only its own stack frames are shown."""
+
+    __test__ = False  # not a pytest test class
+
+
+class RequestedAssertionFailed(TestScriptError):
+    """A requested assertion failed, e.g. ``machine.succeed(...)``."""
+
+
+class WaitTimeout(RequestedAssertionFailed):
+    """A wait ran out of time."""
+
+    def __init__(self, what: str, timeout: float, last_state: str | None = None) -> None:
+        self.what = what
+        self.timeout = timeout
+        self.last_state = last_state
+        message = f"timed out after {timeout:g}s waiting for {what}"
+        if last_state:
+            message += f"; last state: {last_state}"
+        super().__init__(message)
+
+
+class GlobalTimeout(TestScriptError):
+    """The test ran longer than the global timeout."""
+
+
+class MachineError(TestScriptError):
+    """Something went wrong with a machine."""
+
+
+class MachineStopped(MachineError, ConnectionError):
+    """The machine is not running while a call needed it."""
+
+    def __init__(self, machine: str, cause: str, post_mortem: Any = None) -> None:
+        self.machine = machine
+        self.cause = cause
+        self.post_mortem = post_mortem
+        super().__init__(f"machine {machine!r} {cause}")
+
+
+class MachineCrashed(MachineStopped):
+    """The machine died unexpectedly; ``post_mortem`` says how."""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.post_mortem is not None:
+            text += "\n" + self.post_mortem.summary()
+        return text
+
+
+class BackdoorError(MachineError):
+    """The guest's root shell sent something the protocol does not allow."""
+
+
+class QMPError(MachineError):
+    """The QMP connection failed or was closed."""
+
+
+class QMPAPIError(QMPError):
+    """QEMU answered a QMP command with an error."""
+
+    def __init__(self, command: str, error: dict[str, Any]) -> None:
+        self.command = command
+        self.error = error
+        super().__init__(f"QMP command {command!r} failed: {error.get('class')}: {error.get('desc')}")

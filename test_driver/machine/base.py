@@ -1,0 +1,338 @@
+"""BaseMachine: the machine API that is written on top of ``execute``."""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import re
+import shlex
+import shutil
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Callable
+
+from ..deadline import Deadline, Duration, seconds
+from ..errors import RequestedAssertionFailed, WaitTimeout
+from ..logger import AbstractLogger
+
+
+def retry(fn: Callable[[bool], Any], timeout_seconds: Duration = 900,
+          timeout: Duration | None = None) -> None:
+    """Call ``fn(last_try)`` until it returns True, at most ``timeout`` seconds.
+
+    The first retries come quickly (0.1 s, doubling up to 1 s between calls), so
+    a condition that becomes true soon is seen soon.  ``fn(True)`` is the last
+    call, made after the deadline.  Raises ``WaitTimeout`` (a
+    ``RequestedAssertionFailed``) if it never returns True.
+    """
+    limit = seconds(timeout if timeout is not None else timeout_seconds) or 0.0
+    deadline = Deadline(limit)
+    pause = 0.1
+    while not deadline.expired:
+        if fn(False):
+            return
+        time.sleep(min(pause, deadline.remaining() or 0.0))
+        pause = min(pause * 2, 1.0)
+    if not fn(True):
+        raise WaitTimeout("the condition to hold", limit, f"still false after {deadline.elapsed():.2f}s")
+
+
+def make_command(args: list[Any]) -> str:
+    return " ".join(shlex.quote(str(arg)) for arg in args)
+
+
+class BaseMachine(ABC):
+    """What every kind of machine offers; subclasses provide ``_execute``, ``start``..."""
+
+    def __init__(self, out_dir: Path, name: str, logger: AbstractLogger, tmp_dir: Path,
+                 callbacks: list[Callable[[], None]] | None = None,
+                 keep_machine_state: bool = False, state_dir: Path | None = None) -> None:
+        self.out_dir = Path(out_dir)
+        self.name = name
+        self.logger = logger
+        self.tmp_dir = Path(tmp_dir)
+        self.callbacks = callbacks if callbacks is not None else []
+        self.keep_machine_state = keep_machine_state
+        self.state_dir = state_dir or self.tmp_dir / f"vm-state-{name}"
+        if not keep_machine_state and self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.shared_dir = self.tmp_dir / "shared-xchg"
+        self.shared_dir.mkdir(mode=0o700, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} '{self.name}'>"
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        close = difflib.get_close_matches(attr, [a for a in dir(type(self)) if not a.startswith("_")])
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        name = self.__dict__.get("name", "?")
+        raise AttributeError(f"machine {name!r} ({type(self).__name__}) has no attribute {attr!r}{hint}")
+
+    # --- logging ---------------------------------------------------------------
+    def log(self, msg: str) -> None:
+        """Log a message, tagged with this machine's name."""
+        self.logger.log(msg, {"machine": self.name})
+
+    def nested(self, msg: str, attrs: dict[str, str] = {}) -> AbstractContextManager[None]:
+        """A nested log section tagged with this machine's name."""
+        return self.logger.nested(msg, {"machine": self.name, **attrs})
+
+    def run_callbacks(self) -> None:
+        for callback in self.callbacks:
+            callback()
+
+    # --- what a kind of machine must provide -------------------------------------
+    @abstractmethod
+    def is_up(self) -> bool: ...
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def wait_for_shutdown(self) -> None: ...
+
+    @abstractmethod
+    def _execute(self, command: str, check_return: bool, check_output: bool,
+                 timeout: Duration | None) -> tuple[int, str]: ...
+
+    # --- commands ------------------------------------------------------------------
+    def execute(self, command: str, check_return: bool = True, check_output: bool = True,
+                timeout: Duration | None = 900) -> tuple[int, str]:
+        """Run a shell command in the machine; return ``(status, stdout)``.
+
+        The command runs in bash with ``set -euo pipefail``: a failing command of a
+        list or pipeline fails the whole, and unset variables are errors.  Its
+        stdin is /dev/null and its stderr goes to the serial console.  The call
+        returns when every process holding the command's stdout has closed it, so
+        a command that starts a background process must redirect that process's
+        output (``foo >/dev/null 2>&1 &``).
+
+        ``timeout`` (seconds or ``timedelta``, ``None`` for none): when it passes,
+        the command's processes get SIGTERM (SIGKILL two seconds later) and the
+        status is 124, as with coreutils' ``timeout``.  ``check_return=False``
+        returns -1 as status; ``check_output=False`` returns ``(-2, "")`` at once
+        without waiting for the command.  NUL bytes cannot be carried in the
+        output and are dropped.
+        """
+        self.run_callbacks()
+        return self._execute(command, check_return, check_output, timeout)
+
+    def succeed(self, *commands: str, timeout: Duration | None = None) -> str:
+        """Run each command, raising ``RequestedAssertionFailed`` at the first
+        non-zero exit status; return their concatenated stdout."""
+        output = ""
+        for command in commands:
+            with self.nested(f"must succeed: {command}"):
+                status, out = self.execute(command, timeout=timeout)
+                if status != 0:
+                    self.log(f"output: {out}")
+                    raise RequestedAssertionFailed(f"command `{command}` failed (exit code {status})")
+                output += out
+        return output
+
+    def fail(self, *commands: str, timeout: Duration | None = None) -> str:
+        """Like ``succeed``, but each command must exit with a non-zero status."""
+        output = ""
+        for command in commands:
+            with self.nested(f"must fail: {command}"):
+                status, out = self.execute(command, timeout=timeout)
+                if status == 0:
+                    raise RequestedAssertionFailed(f"command `{command}` unexpectedly succeeded")
+                output += out
+        return output
+
+    def _wait_until(self, command: str, want_success: bool, timeout: Duration) -> str:
+        output = ""
+        status = -1
+
+        def check(_last_try: bool) -> bool:
+            nonlocal output, status
+            status, output = self.execute(command, timeout=timeout)
+            return (status == 0) == want_success
+
+        try:
+            retry(check, timeout)
+        except WaitTimeout as exc:
+            raise WaitTimeout(f"`{command}` to {'succeed' if want_success else 'fail'}",
+                              exc.timeout, f"exit status {status}, output {output[-200:]!r}") from None
+        return output
+
+    def wait_until_succeeds(self, command: str, timeout: Duration = 900) -> str:
+        """Repeat ``command`` until it succeeds (at most ``timeout`` seconds); return its output."""
+        with self.nested(f"waiting for success: {command}"):
+            return self._wait_until(command, True, timeout)
+
+    def wait_until_fails(self, command: str, timeout: Duration = 900) -> str:
+        """Repeat ``command`` until it fails (at most ``timeout`` seconds); return its output."""
+        with self.nested(f"waiting for failure: {command}"):
+            return self._wait_until(command, False, timeout)
+
+    def sleep(self, secs: Duration) -> None:
+        """Sleep ``secs`` seconds of guest time (runs ``sleep`` in the machine)."""
+        self.succeed(f"sleep {seconds(secs):g}")
+
+    # --- systemd ---------------------------------------------------------------------
+    def systemctl(self, q: str, user: str | None = None) -> tuple[int, str]:
+        """Run ``systemctl q`` (``systemctl --user q`` as ``user`` if given); return (status, output)."""
+        if user is not None:
+            q = q.replace("'", "\\'")
+            return self.execute(f"su -l {user} --shell /bin/sh -c "
+                                f"$'XDG_RUNTIME_DIR=/run/user/`id -u` systemctl --user {q}'")
+        return self.execute(f"systemctl {q}")
+
+    def get_unit_info(self, unit: str, user: str | None = None) -> dict[str, str]:
+        """All properties of a systemd unit, from ``systemctl show``."""
+        status, lines = self.systemctl(f'--no-pager show "{unit}"', user)
+        if status != 0:
+            raise RequestedAssertionFailed(f'retrieving systemctl info for unit "{unit}"'
+                                           + (f' under user "{user}"' if user else "")
+                                           + f" failed with exit code {status}")
+        return dict(line.split("=", 1) for line in lines.splitlines() if "=" in line)
+
+    def get_unit_property(self, unit: str, property: str, user: str | None = None) -> str:
+        """The value of one property of a systemd unit."""
+        status, output = self.systemctl(f'--no-pager show "{unit}" --property="{property}"', user)
+        if status != 0:
+            raise RequestedAssertionFailed(f'retrieving property "{property}" of unit "{unit}"'
+                                           f" failed with exit code {status}")
+        name, sep, value = output.rstrip("\n").partition("=")
+        if name != property or not sep:
+            raise RequestedAssertionFailed(f"systemctl show printed {output!r} for {property} of {unit}")
+        return value
+
+    def wait_for_unit(self, unit: str, user: str | None = None, timeout: Duration = 900) -> None:
+        """Wait until a systemd unit is active; raise at once if it failed, or if it
+        is inactive with no job pending."""
+        state = "unknown"
+
+        def check_active(_last_try: bool) -> bool:
+            nonlocal state
+            state = self.get_unit_property(unit, "ActiveState", user)
+            if state == "failed":
+                raise RequestedAssertionFailed(f'unit "{unit}" reached state "{state}"')
+            if state == "inactive":
+                _, jobs = self.systemctl("list-jobs --full 2>&1", user)
+                if "No jobs" in jobs and self.get_unit_property(unit, "ActiveState", user) == "inactive":
+                    raise RequestedAssertionFailed(f'unit "{unit}" is inactive and there are no pending jobs')
+            return state == "active"
+
+        with self.nested(f"waiting for unit {unit}" + (f" with user {user}" if user else "")):
+            try:
+                retry(check_active, timeout)
+            except WaitTimeout as exc:
+                raise WaitTimeout(f"unit {unit} to become active", exc.timeout,
+                                  f"ActiveState={state}") from None
+
+    def require_unit_state(self, unit: str, require_state: str = "active") -> None:
+        """Assert that a unit's ActiveState is ``require_state`` now."""
+        with self.nested(f"checking if unit '{unit}' has reached state '{require_state}'"):
+            state = self.get_unit_info(unit).get("ActiveState")
+            if state != require_state:
+                raise RequestedAssertionFailed(
+                    f"Expected unit '{unit}' to be in state '{require_state}' but it is in state '{state}'")
+
+    def start_job(self, jobname: str, user: str | None = None) -> tuple[int, str]:
+        """``systemctl start jobname``."""
+        return self.systemctl(f"start {jobname}", user)
+
+    def stop_job(self, jobname: str, user: str | None = None) -> tuple[int, str]:
+        """``systemctl stop jobname``."""
+        return self.systemctl(f"stop {jobname}", user)
+
+    # --- files and ports -------------------------------------------------------------
+    def _wait_for_status(self, command: str, want_zero: bool, what: str, timeout: Duration) -> None:
+        with self.nested(f"waiting for {what}"):
+            try:
+                retry(lambda _: (self.execute(command)[0] == 0) == want_zero, timeout)
+            except WaitTimeout as exc:
+                raise WaitTimeout(what, exc.timeout, f"`{command}` still "
+                                  f"{'fails' if want_zero else 'succeeds'}") from None
+
+    def wait_for_file(self, filename: str, timeout: Duration = 900) -> None:
+        """Wait until ``filename`` exists in the machine."""
+        self._wait_for_status(f"test -e {filename}", True, f"file '{filename}'", timeout)
+
+    def wait_for_open_port(self, port: int, addr: str = "localhost", timeout: Duration = 900) -> None:
+        """Wait until something listens on TCP ``addr:port`` in the machine."""
+        self._wait_for_status(f"nc -z {addr} {port}", True, f"TCP port {port} on {addr}", timeout)
+
+    def wait_for_closed_port(self, port: int, addr: str = "localhost", timeout: Duration = 900) -> None:
+        """Wait until nothing listens on TCP ``addr:port`` in the machine."""
+        self._wait_for_status(f"nc -z {addr} {port}", False,
+                              f"TCP port {port} on {addr} to be closed", timeout)
+
+    def wait_for_open_unix_socket(self, addr: str, is_datagram: bool = False,
+                                  timeout: Duration = 900) -> None:
+        """Wait until something listens on the UNIX socket ``addr`` (stream, or datagram)."""
+        flags = "-z -uU" if is_datagram else "-z -U"
+        kind = "datagram" if is_datagram else "stream"
+        self._wait_for_status(f"nc {flags} {addr}", True, f"UNIX-domain {kind} on '{addr}'", timeout)
+
+    def copy_from_host_via_shell(self, source: str, target: str) -> None:
+        """Copy a host file into the machine through the shell (no shared directory needed)."""
+        content = base64.b64encode(Path(source).read_bytes()).decode()
+        self.succeed(f"mkdir -p $(dirname {target})", f"echo -n {content} | base64 -d > {target}")
+
+    def copy_from_host(self, source: str, target: str) -> None:
+        """Copy a host file or directory to ``target`` in the machine, through the
+        shared directory (mounted at /tmp/shared in the guest)."""
+        host_src = Path(source)
+        with tempfile.TemporaryDirectory(dir=self.shared_dir) as shared_td:
+            host_mid = Path(shared_td) / host_src.name
+            vm_mid = Path("/tmp/shared") / Path(shared_td).name / host_src.name
+            if host_src.is_dir():
+                shutil.copytree(host_src, host_mid)
+            else:
+                shutil.copy(host_src, host_mid)
+            self.succeed(make_command(["mkdir", "-p", Path(target).parent]),
+                         make_command(["cp", "-r", vm_mid, target]))
+
+    def copy_from_machine(self, source: str, target_dir: str = "") -> None:
+        """Copy a file or directory from the machine into the output directory
+        (under ``target_dir``), through the shared directory."""
+        vm_src = Path(source)
+        with tempfile.TemporaryDirectory(dir=self.shared_dir) as shared_td:
+            vm_mid_dir = Path("/tmp/shared") / Path(shared_td).name
+            self.succeed(make_command(["mkdir", "-p", vm_mid_dir]),
+                         make_command(["cp", "-r", vm_src, vm_mid_dir / vm_src.name]))
+            host_mid = Path(shared_td) / vm_src.name
+            target = self.out_dir / target_dir / vm_src.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if host_mid.is_dir():
+                shutil.copytree(host_mid, target, dirs_exist_ok=True)
+            else:
+                shutil.copy(host_mid, target)
+
+    def copy_from_vm(self, source: str, target_dir: str = "") -> None:
+        """Old name of ``copy_from_machine``."""
+        self.copy_from_machine(source, target_dir)
+
+    def get_tty_text(self, tty: str) -> str:
+        """The text visible on virtual terminal ``tty`` (e.g. "1")."""
+        return self.execute(f"fold -w$(stty -F /dev/tty{tty} size | awk '{{print $2}}') /dev/vcs{tty}")[1]
+
+    def wait_until_tty_matches(self, tty: str, regexp: str, timeout: Duration = 900) -> None:
+        """Wait until the text on virtual terminal ``tty`` matches ``regexp``."""
+        matcher = re.compile(regexp)
+        text = ""
+
+        def matches(_last_try: bool) -> bool:
+            nonlocal text
+            text = self.get_tty_text(tty)
+            return matcher.search(text) is not None
+
+        with self.nested(f"waiting for {regexp} to appear on tty {tty}"):
+            try:
+                retry(matches, timeout)
+            except WaitTimeout as exc:
+                raise WaitTimeout(f"/{regexp}/ on tty{tty}", exc.timeout, f"tty shows {text[-300:]!r}") from None
+
+    def dump_tty_contents(self, tty: str) -> None:
+        """Log the contents of virtual terminal ``tty``."""
+        self.log(self.get_tty_text(tty))

@@ -1,0 +1,445 @@
+"""QemuMachine: one QEMU process, driven through its backdoor shell, QMP and monitor."""
+
+from __future__ import annotations
+
+import collections
+import re
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..deadline import Deadline, Duration, seconds, wait_for
+from ..errors import MachineCrashed, MachineStopped, WaitTimeout
+from ..logger import AbstractLogger
+from ..protocol.backdoor import Backdoor
+from ..protocol.monitor import Monitor
+from ..protocol.qmp import QMPClient
+from ..protocol.stream import Stream, StreamEOF
+from .base import BaseMachine
+from .start_command import Sockets, StartCommand
+from .supervisor import Channel, Exit, Supervisor
+
+SERIAL_TAIL = 50
+KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a timed-out command
+
+
+@dataclass
+class PostMortem:
+    """What is known about a machine that died."""
+
+    machine: str
+    cause: str
+    exit: Exit
+    serial_tail: list[str]
+    qmp_events: list[dict[str, Any]]
+    running_command: str | None
+    at: float = field(default_factory=time.time)
+
+    def summary(self) -> str:
+        lines = [f"post-mortem of machine {self.machine!r}: {self.cause}",
+                 f"  QEMU {self.exit.describe()}"]
+        if self.running_command is not None:
+            lines.append(f"  while running: {self.running_command}")
+        if self.qmp_events:
+            lines.append("  last QMP events: " + ", ".join(
+                e.get("event", "?") + (f"({e['data']})" if e.get("data") else "") for e in self.qmp_events))
+        lines.append(f"  last {len(self.serial_tail)} serial lines:")
+        lines += [f"    | {line}" for line in self.serial_tail]
+        return "\n".join(lines)
+
+
+class QemuMachine(BaseMachine):
+    """A QEMU virtual machine started from a NixOS start script."""
+
+    def __init__(self, out_dir: Path, tmp_dir: Path, start_command: str, logger: AbstractLogger,
+                 name: str | None = None, keep_machine_state: bool = False,
+                 callbacks: list[Callable[[], None]] | None = None, allow_reboot: bool = False,
+                 state_dir: Path | None = None, socket_dir: Path | None = None) -> None:
+        self.start_command = StartCommand(start_command)
+        super().__init__(out_dir, name or self.start_command.machine_name, logger, tmp_dir,
+                         callbacks, keep_machine_state, state_dir)
+        self.allow_reboot = allow_reboot
+        self.extra_env: dict[str, str] = {}  # e.g. the VLANs' QEMU_VDE_SOCKET_<nr>
+        self.socket_dir = socket_dir or self.state_dir
+        self.sockets = Sockets.inside(self.socket_dir)
+        self.lock = threading.Condition()  # guards the run state below
+        self.booted = False
+        self.connected = False
+        self.supervisor: Supervisor | None = None
+        self.pid: int | None = None
+        self.stopped: MachineStopped | None = None  # why the last run ended, if it did
+        self.post_mortem: PostMortem | None = None
+        self.expect_exit = False
+        self.running_command: str | None = None
+        self.full_console_log: list[str] = []
+        self.serial_tail: collections.deque[str] = collections.deque(maxlen=SERIAL_TAIL)
+        self.console_cond = threading.Condition()
+        self._console_cursor = 0
+        self._serial_partial = b""
+        self._command_lock = threading.Lock()
+        self._conns: dict[str, socket.socket] = {}
+        self.shell_stream = Stream(f"{self.name} shell")
+        self.monitor_stream = Stream(f"{self.name} monitor")
+        self.shell = Backdoor(self.shell_stream, self._sender("shell"), self._junk)
+        self.monitor = Monitor(self.monitor_stream, self._sender("monitor"))
+        self.qmp_client = QMPClient(self._sender("qmp"), f"{self.name} QMP")
+
+    # --- the run state ---------------------------------------------------------------
+    def is_up(self) -> bool:
+        """True when QEMU runs and the backdoor shell is connected."""
+        return self.booted and self.connected
+
+    def _sender(self, which: str) -> Callable[[bytes], None]:
+        def send(data: bytes) -> None:
+            conn = self._conns.get(which)
+            if conn is None:
+                raise self._stopped_error(f"has no {which} connection")
+            try:
+                conn.setblocking(True)
+                conn.sendall(data)
+            except OSError as exc:
+                raise self._stopped_error(f"closed its {which} connection ({exc})") from None
+        return send
+
+    def _stopped_error(self, fallback: str) -> MachineStopped:
+        """The reason the machine is gone, waiting up to 1 s for the supervisor's verdict."""
+        if self.supervisor is not None:
+            self.supervisor.wait_exit(1.0)
+        with self.lock:
+            return self.stopped or MachineStopped(self.name, fallback)
+
+    def _junk(self, data: bytes) -> None:
+        self.log(f"unexpected output on the backdoor shell, skipped: {data[:200]!r}")
+
+    def _check_running(self) -> None:
+        if self.stopped is not None and not self.booted:
+            raise self.stopped
+
+    # --- starting --------------------------------------------------------------------
+    def start(self, allow_reboot: bool = False) -> None:
+        """Start QEMU; returns once QEMU runs (QMP and monitor answer), not when the guest
+        has booted.  A no-op if the machine already runs."""
+        with self.lock:
+            if self.booted:
+                return
+        self.log("starting vm")
+        listeners = {}
+        for which, path in (("shell", self.sockets.shell), ("qmp", self.sockets.qmp),
+                            ("monitor", self.sockets.monitor)):
+            path.unlink(missing_ok=True)
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(str(path))
+            listener.listen(1)
+            listeners[which] = listener
+        for stream in (self.shell_stream, self.monitor_stream):
+            stream.reset()
+        self.qmp_client = QMPClient(self._sender("qmp"), f"{self.name} QMP")
+        self._conns.clear()
+        with self.console_cond:
+            self.full_console_log.clear()
+            self._console_cursor = 0
+        self.serial_tail.clear()
+        with self.lock:
+            self.stopped, self.post_mortem, self.expect_exit = None, None, False
+            self.connected = False
+
+        qmp = self.qmp_client
+        channels = [
+            Channel("shell", self.shell_stream.feed, self.shell_stream.feed_eof, listeners["shell"],
+                    self._on_connect("shell")),
+            Channel("qmp", qmp.feed, qmp.feed_eof, listeners["qmp"], self._on_connect("qmp")),
+            Channel("monitor", self.monitor_stream.feed, self.monitor_stream.feed_eof,
+                    listeners["monitor"], self._on_connect("monitor")),
+        ]
+        serial = Channel("serial", self._on_serial, self._on_serial_eof)
+        stderr = Channel("stderr", self._on_stderr, lambda: None)
+        self.supervisor = Supervisor(self.name)
+        try:
+            self.pid = self.supervisor.launch(
+                self.start_command.argv(self.sockets, allow_reboot or self.allow_reboot),
+                StartCommand.environment(self.state_dir, self.shared_dir, self.extra_env),
+                str(self.state_dir),
+                channels, serial, stderr, self._on_exit)
+            with self.lock:
+                self.booted = True
+            deadline = Deadline(60)
+            with self.lock:
+                wait_for(self.lock, lambda: "qmp" in self._conns and "monitor" in self._conns,
+                         deadline, "QEMU to connect its QMP and monitor sockets", check=self._check_exited)
+            qmp.handshake(deadline)
+            self.monitor.wait_for_prompt(deadline)
+        except BaseException:
+            self.release()
+            raise
+        finally:
+            for listener in listeners.values():
+                listener.close()
+        self.log(f"QEMU running (pid {self.pid})")
+
+    def _check_exited(self) -> None:
+        if self.stopped is not None:
+            raise self.stopped
+
+    def _on_connect(self, which: str) -> Callable[[socket.socket], None]:
+        def connected(conn: socket.socket) -> None:
+            with self.lock:
+                self._conns[which] = conn
+                self.lock.notify_all()
+        return connected
+
+    # --- serial console and stderr -----------------------------------------------------
+    def _on_serial(self, data: bytes) -> None:
+        *lines, self._serial_partial = (self._serial_partial + data).split(b"\n")
+        for raw in lines:
+            line = raw.decode(errors="replace").replace("\r", "").rstrip()
+            with self.console_cond:
+                self.full_console_log.append(line)
+                self.console_cond.notify_all()
+            self.serial_tail.append(line)
+            self.logger.log_serial(line, self.name)
+
+    def _on_serial_eof(self) -> None:
+        if self._serial_partial:
+            self._on_serial(b"\n")
+
+    def _on_stderr(self, data: bytes) -> None:
+        for line in data.decode(errors="replace").splitlines():
+            if line.strip():
+                self.serial_tail.append(f"[qemu stderr] {line}")
+                self.log(f"qemu: {line}")
+
+    # --- the end of a run ----------------------------------------------------------------
+    def _on_exit(self, exit: Exit) -> None:
+        """Called by the supervisor thread once QEMU has exited and its pipes are drained."""
+        events = self.qmp_client.recent(10)
+        names = [e.get("event") for e in events]
+        shutdown = next((e for e in reversed(events) if e.get("event") == "SHUTDOWN"), None)
+        reason = (shutdown or {}).get("data", {}).get("reason", "")
+        panicked = "GUEST_PANICKED" in names or reason == "guest-panic" or any(
+            "Kernel panic" in line for line in self.serial_tail)
+        with self.lock:
+            expected = self.expect_exit
+            if panicked:
+                cause = "crashed: the guest kernel panicked"
+            elif exit.signal is not None or exit.returncode != 0:
+                cause = f"crashed: QEMU {exit.describe()}"
+            elif shutdown is not None:
+                cause = f"was shut down ({reason or 'QMP SHUTDOWN'})"
+            else:
+                cause = f"crashed: QEMU {exit.describe()} without a shutdown event"
+            crashed = cause.startswith("crashed") and not expected
+            self.post_mortem = PostMortem(self.name, cause, exit, list(self.serial_tail), events,
+                                          self.running_command)
+            if crashed:
+                self.stopped = MachineCrashed(self.name, cause, self.post_mortem)
+            else:
+                self.stopped = MachineStopped(self.name, cause if not expected else "was shut down")
+            self.booted = self.connected = False
+            self.pid = None
+            self.lock.notify_all()
+        for stream in (self.shell_stream, self.monitor_stream):
+            stream.fail(self.stopped)
+        self.qmp_client.fail(self.stopped)
+        with self.console_cond:
+            self.console_cond.notify_all()
+        if crashed:
+            self.logger.error(self.post_mortem.summary(), {"machine": self.name})
+            self._write_post_mortem(self.post_mortem)
+        else:
+            self.log(f"QEMU {exit.describe()}")
+
+    def _write_post_mortem(self, post_mortem: PostMortem) -> None:
+        try:
+            path = self.out_dir / f"{self.name}-post-mortem.txt"
+            path.write_text(post_mortem.summary() + "\n")
+        except OSError as exc:
+            self.log(f"cannot write the post-mortem: {exc}")
+
+    # --- the backdoor ----------------------------------------------------------------------
+    def connect(self, timeout: Duration = 900) -> None:
+        """Start the machine if needed and wait (at most ``timeout`` seconds) until its
+        backdoor root shell answers."""
+        if self.connected:
+            return
+        with self.lock:
+            if self.stopped is not None and isinstance(self.stopped, MachineCrashed):
+                raise self.stopped
+        with self.nested("waiting for the VM to finish booting"):
+            self.start()
+            tic = time.monotonic()
+            deadline = Deadline(timeout)
+            while True:
+                try:
+                    said = self.shell.wait_for_greeting(Deadline(min(30.0, deadline.remaining() or 30.0)))
+                    break
+                except WaitTimeout:
+                    if deadline.expired:
+                        raise WaitTimeout("the backdoor greeting 'Spawning backdoor root shell...'",
+                                          deadline.timeout or 0.0,
+                                          f"last serial line: {self._last_serial()!r}") from None
+                    self.log(f"guest root shell did not say anything yet after "
+                             f"{time.monotonic() - tic:.0f}s; last serial line: {self._last_serial()!r}")
+                except StreamEOF:
+                    raise self._stopped_error("closed the backdoor connection") from None
+            if said.strip():
+                self.log(f"guest shell says: {said!r}")
+            self.shell.install(Deadline(60))
+            self.connected = True
+            self.log(f"connected to guest root shell (in {time.monotonic() - tic:.2f}s)")
+
+    def _last_serial(self) -> str:
+        return self.serial_tail[-1] if self.serial_tail else "(none)"
+
+    def _execute(self, command: str, check_return: bool = True, check_output: bool = True,
+                 timeout: Duration | None = 900) -> tuple[int, str]:
+        self.connect()
+        with self._command_lock:
+            self.running_command = command
+            try:
+                nonce = self.shell.run(command)
+                if not check_output:
+                    return (-2, "")
+                status, out = self._reply(nonce, command, seconds(timeout))
+            except StreamEOF:
+                raise self._stopped_error(f"closed the backdoor while running `{command}`") from None
+            finally:
+                self.running_command = None
+        return (status if check_return else -1), out.decode(errors="replace")
+
+    def _reply(self, nonce: str, command: str, timeout: float | None) -> tuple[int, bytes]:
+        try:
+            return self.shell.reply(nonce, Deadline(timeout))
+        except WaitTimeout:
+            pass
+        self.log(f"command `{command}` exceeded its timeout of {timeout:g}s; stopping it")
+        for signal in ("TERM", "KILL"):
+            self.shell.interrupt(nonce, signal)
+            try:
+                _, out = self.shell.reply(nonce, Deadline(KILL_GRACE))
+                return 124, out
+            except WaitTimeout:
+                continue
+        raise WaitTimeout(f"command `{command}`", timeout or 0.0,
+                          "still running after SIGTERM and SIGKILL to its processes")
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def _expect_exit(self) -> None:
+        with self.lock:
+            self.expect_exit = True
+
+    def wait_for_shutdown(self, timeout: Duration = 900) -> None:
+        """Wait (at most ``timeout`` seconds) until QEMU has exited; does not start a shutdown.
+        A death awaited here is not an error, whatever its cause."""
+        if self.supervisor is None or self.pid is None and self.stopped is not None:
+            return
+        self._expect_exit()
+        with self.nested("waiting for the VM to power off"):
+            sys.stdout.flush()
+            with self.lock:
+                wait_for(self.lock, lambda: not self.booted, Deadline(timeout),
+                         "the VM to power off", lambda: f"last serial line: {self._last_serial()!r}")
+            self.supervisor.terminate()
+            if self.post_mortem is not None and self.post_mortem.cause.startswith("crashed"):
+                self.log(f"the awaited shutdown was a crash: {self.post_mortem.cause}")
+
+    def shutdown(self, timeout: Duration = 900) -> None:
+        """Power the machine off from inside (``poweroff``) and wait until QEMU exited."""
+        if not self.booted:
+            return
+        self._expect_exit()
+        self.connect()
+        self.shell.run("poweroff")
+        self.wait_for_shutdown(timeout)
+
+    def crash(self) -> None:
+        """Simulate a power failure: QEMU quits at once."""
+        if not self.booted:
+            return
+        self.log("forced crash")
+        self._expect_exit()
+        try:
+            self.send_monitor_command("quit")
+        except (MachineStopped, StreamEOF):
+            pass
+        self.wait_for_shutdown()
+
+    def reboot(self) -> None:
+        """Press Ctrl+Alt+Delete; the next command reconnects to the rebooted machine.
+        Without ``allow_reboot`` QEMU exits instead and the next command starts it again."""
+        if not self.allow_reboot:
+            self._expect_exit()
+        self.send_key("ctrl-alt-delete")
+        self.connected = False
+
+    def release(self) -> None:
+        """Stop QEMU (SIGTERM, then SIGKILL after 5 s) and free its sockets; used at cleanup."""
+        if self.supervisor is None:
+            return
+        self._expect_exit()
+        if self.pid is not None:
+            self.logger.info(f"kill machine (pid {self.pid})", {"machine": self.name})
+        self.supervisor.terminate(grace=5.0)
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+        for path in (self.sockets.shell, self.sockets.qmp, self.sockets.monitor):
+            path.unlink(missing_ok=True)
+
+    # --- QEMU interfaces ----------------------------------------------------------------------
+    def send_monitor_command(self, command: str) -> str:
+        """Send one line to the QEMU human monitor; return its answer."""
+        self.run_callbacks()
+        try:
+            return self.monitor.command(command, Deadline(60))
+        except StreamEOF:
+            raise self._stopped_error(f"closed the monitor during `{command}`") from None
+
+    def wait_for_qmp_event(self, event_filter: Callable[[dict[str, Any]], bool],
+                           timeout: Duration = 60 * 10) -> dict[str, Any]:
+        """Wait for the next QMP event for which ``event_filter`` is true, and return it."""
+        return self.qmp_client.wait_event(event_filter, timeout)
+
+    def send_console(self, chars: str) -> None:
+        """Type ``chars`` on the serial console (QEMU's stdin)."""
+        proc = self.supervisor.process if self.supervisor else None
+        if proc is None or proc.stdin is None or not self.booted:
+            raise self._stopped_error("is not running")
+        proc.stdin.write(chars.encode())
+        proc.stdin.flush()
+
+    def wait_for_console_text(self, regex: str, timeout: Duration | None = None) -> None:
+        """Wait until ``regex`` matches the serial console output not yet matched by an
+        earlier wait.  ``timeout=None`` waits as long as the machine runs."""
+        pattern = re.compile(regex)
+        with self.nested(f"waiting for {regex} to appear on console"):
+            with self.console_cond:
+                def look() -> bool:
+                    lines = self.full_console_log[self._console_cursor:]
+                    text = "\n".join(lines)
+                    match = pattern.search(text)
+                    if match is None:
+                        if not self.booted and self.stopped is not None:
+                            raise self.stopped
+                        return False
+                    self._console_cursor += text.count("\n", 0, match.end()) + 1
+                    return True
+
+                wait_for(self.console_cond, look, Deadline(timeout), f"/{regex}/ on the serial console",
+                         lambda: f"last serial line: {self._last_serial()!r}")
+
+    def get_console_log(self) -> str:
+        """All serial console output of this run, one string."""
+        with self.console_cond:
+            return "\n".join(self.full_console_log)
+
+    def send_key(self, key: str, delay: float | None = 0.01, log: bool | None = True) -> None:
+        """Press a key (QEMU ``sendkey`` syntax, e.g. ``ctrl-alt-delete``)."""
+        if log:
+            self.log(f"sending key {key!r}")
+        self.send_monitor_command(f"sendkey {key}")
+        if delay is not None:
+            time.sleep(delay)

@@ -1,0 +1,112 @@
+"""Command framing over the guest's backdoor root shell (hvc0).
+
+The guest side is the stock NixOS backdoor: a plain non-interactive bash reading
+lines from /dev/hvc0 in raw mode.  After the greeting the driver defines two
+shell functions once; from then on a command costs one line out and one reply
+back, with no process exec'ed in the guest beyond what the command itself runs:
+
+    __td_run NONCE $'command' & __td_p=$!            (host -> guest)
+    TD1 NONCE STATUS LENGTH\\n<LENGTH bytes of stdout>  (guest -> host)
+
+``__td_run`` runs the command in a subshell with ``set -euo pipefail`` (like
+upstream's ``bash -c``), captures stdout by command substitution (so, like
+upstream's pipe to base64, it waits until every process holding stdout closed
+it, and a background process can never spill into a later reply), keeps
+trailing newlines, and reports the byte length so any output is unambiguous.
+Stdin of the command is /dev/null; stderr goes to the guest's serial console.
+Bash cannot hold NUL bytes in a variable: they are dropped from the output.
+
+Because the command runs as a background job, the shell stays free to take an
+interrupt: ``__td_kill SIG`` signals every process of the last command (its
+process tree, and anything that inherited its ``__TD_TAG`` environment marker).
+
+This module knows bytes and the protocol only: no timeouts policy, no machines.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Callable
+
+from ..deadline import Deadline
+from .stream import Stream
+
+GREETING = re.compile(rb"Spawning backdoor root shell\.\.\.\r?\n?")
+REPLY = re.compile(rb"TD1 ([0-9a-f]{1,32}) (-?\d{1,5}) (\d{1,12})\n")
+
+HELPERS = (
+    r"""__td_run() { local __td_o __td_s; __td_o=$( (export __TD_TAG=$1; __td_c=$2; """
+    r"""set -euo pipefail --; eval "$__td_c"); __td_s=$?; printf x; exit $__td_s ); """
+    r"""__td_s=$?; LC_ALL=C; __td_o=${__td_o%x}; """
+    r"""printf 'TD1 %s %d %d\n%s' "$1" "$__td_s" "${#__td_o}" "$__td_o"; }; """
+    r"""__td_kill() { local sig=$1 root=$2 tag="__TD_TAG=$3" p s e; local -A kids=(); """
+    r"""local -a todo=("$root") victims=(); for p in /proc/[0-9]*; do """
+    r"""read -r s < "$p/stat" || continue; s=${s##*) }; set -- $s; kids[$2]+=" ${p#/proc/}"; """
+    r"""while IFS= read -r -d '' e; do [[ $e == "$tag" ]] && { victims+=("${p#/proc/}"); break; }; """
+    r"""done < "$p/environ"; done 2>/dev/null; while ((${#todo[@]})); do p=${todo[0]}; """
+    r"""todo=("${todo[@]:1}"); for s in ${kids[$p]-}; do victims+=("$s"); todo+=("$s"); done; done; """
+    r"""((${#victims[@]})) && kill -s "$sig" "${victims[@]}" 2>/dev/null; return 0; }"""
+)
+
+_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-+=.,/:@%^&*()[]{}<>|;~#?!$\"`")
+
+
+def ansi_c_quote(text: str) -> str:
+    """Quote ``text`` as one bash ``$'...'`` word on a single line (any bytes but NUL)."""
+    out = []
+    for byte in text.encode():
+        if byte == 0:
+            raise ValueError("a shell command cannot contain a NUL byte")
+        out.append(chr(byte) if byte in _SAFE else f"\\x{byte:02x}")
+    return "$'" + "".join(out) + "'"
+
+
+class Backdoor:
+    """One guest root shell, reached through ``stream`` (reads) and ``send`` (writes)."""
+
+    def __init__(self, stream: Stream, send: Callable[[bytes], None],
+                 on_junk: Callable[[bytes], None] | None = None) -> None:
+        self.stream = stream
+        self.send = send
+        self.on_junk = on_junk or (lambda data: None)
+
+    def wait_for_greeting(self, deadline: Deadline) -> bytes:
+        """Wait for the backdoor's greeting; return what the guest said before it."""
+        before, _ = self.stream.expect(GREETING, deadline, "the backdoor greeting "
+                                       "'Spawning backdoor root shell...'")
+        return before
+
+    def install(self, deadline: Deadline) -> None:
+        """Define the helper functions in the guest shell and check that it answers."""
+        nonce = secrets.token_hex(8)
+        self.send(f"{HELPERS}; printf 'TD1 %s 0 0\\n' {nonce}\n".encode())
+        self.reply(nonce, deadline)
+
+    def run(self, command: str) -> str:
+        """Start ``command`` in the guest; return the nonce its reply will carry."""
+        nonce = secrets.token_hex(8)
+        self.send(f"__td_run {nonce} {ansi_c_quote(command)} & __td_p=$!\n".encode())
+        return nonce
+
+    def interrupt(self, nonce: str, signal: str = "TERM") -> None:
+        """Send ``signal`` to every process of the last started command."""
+        if not signal.isalnum():
+            raise ValueError(f"bad signal name {signal!r}")
+        self.send(f"__td_kill {signal} $__td_p {nonce}\n".encode())
+
+    def reply(self, nonce: str, deadline: Deadline) -> tuple[int, bytes]:
+        """Wait for the reply carrying ``nonce``: (exit status, stdout bytes).
+
+        Replies of earlier commands nobody waits for any more (timed out, or
+        started without waiting) are read past; anything else is junk and
+        handed to ``on_junk``.
+        """
+        while True:
+            before, match = self.stream.expect(REPLY, deadline, f"the reply to command {nonce}")
+            if before.strip():
+                self.on_junk(before)
+            body = self.stream.read_exactly(int(match[3]), deadline, f"the output of command {nonce}")
+            if match[1].decode() == nonce:
+                return int(match[2]), body
+

@@ -1,0 +1,141 @@
+"""A QMP client: greeting, capabilities, commands routed by id, events with history.
+
+The connection's owner feeds received bytes (``feed``) from its reader thread;
+callers block in ``command`` or ``wait_event`` with a deadline.  When the
+connection ends (``feed_eof`` or ``fail``) every pending call wakes with an
+error at once.  A malformed message fails the calls pending at that moment with
+a ``QMPError`` and the reader carries on with the next line.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import threading
+from typing import Any, Callable
+
+from ..deadline import Deadline, Duration, wait_for
+from ..errors import QMPAPIError, QMPError
+
+Event = dict[str, Any]
+
+
+class QMPClient:
+    HISTORY = 1000
+
+    def __init__(self, send: Callable[[bytes], None], name: str = "qmp") -> None:
+        self.send = send
+        self.name = name
+        self.cond = threading.Condition()
+        self.greeting: dict[str, Any] | None = None
+        self.replies: dict[int, dict[str, Any]] = {}
+        self.pending: set[int] = set()
+        self.events: collections.deque[tuple[int, Event]] = collections.deque(maxlen=self.HISTORY)
+        self.event_count = 0
+        self.closed: BaseException | None = None
+        self.listeners: list[Callable[[Event], None]] = []
+        self._ids = itertools.count(1)
+        self._partial = b""
+
+    # --- the reader's side -------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            if line.strip():
+                self._dispatch(line)
+
+    def _dispatch(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+            if not isinstance(message, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            self._fail_pending(QMPError(f"{self.name}: malformed message {line[:200]!r}: {exc}"))
+            return
+        with self.cond:
+            if "QMP" in message:
+                self.greeting = message
+            elif "event" in message:
+                self.event_count += 1
+                self.events.append((self.event_count, message))
+            elif message.get("id") in self.pending:
+                self.replies[message["id"]] = message
+            self.cond.notify_all()
+        if "event" in message:
+            for listener in list(self.listeners):
+                listener(message)
+
+    def _fail_pending(self, error: QMPError) -> None:
+        with self.cond:
+            for ident in self.pending:
+                self.replies.setdefault(ident, {"__error__": error})
+            self.cond.notify_all()
+
+    def feed_eof(self) -> None:
+        self.fail(QMPError(f"{self.name}: connection closed by QEMU"))
+
+    def fail(self, error: BaseException) -> None:
+        with self.cond:
+            self.closed = error
+            self.cond.notify_all()
+
+    # --- the caller's side -------------------------------------------------
+    def _check(self) -> None:
+        if self.closed is not None:
+            raise self.closed
+
+    def handshake(self, deadline: Deadline) -> dict[str, Any]:
+        """Wait for the greeting and leave capabilities negotiation mode."""
+        with self.cond:
+            wait_for(self.cond, lambda: self.greeting, deadline, "the QMP greeting",
+                     check=self._check)
+        self.command("qmp_capabilities", timeout=deadline.remaining())
+        assert self.greeting is not None
+        return self.greeting
+
+    def command(self, name: str, arguments: dict[str, Any] | None = None,
+                timeout: Duration | None = 60) -> Any:
+        """Run a QMP command and return its ``return`` value (``QMPAPIError`` on error)."""
+        ident = next(self._ids)
+        message: dict[str, Any] = {"execute": name, "id": ident}
+        if arguments:
+            message["arguments"] = arguments
+        with self.cond:
+            self._check()
+            self.pending.add(ident)
+        try:
+            self.send(json.dumps(message).encode() + b"\n")
+            with self.cond:
+                reply = wait_for(self.cond, lambda: self.replies.get(ident), Deadline(timeout),
+                                 f"the reply to QMP command {name!r}", check=self._check)
+        finally:
+            with self.cond:
+                self.pending.discard(ident)
+                self.replies.pop(ident, None)
+        if "__error__" in reply:
+            raise reply["__error__"]
+        if "error" in reply:
+            raise QMPAPIError(name, reply["error"])
+        return reply.get("return")
+
+    def wait_event(self, predicate: Callable[[Event], bool], timeout: Duration | None = 600,
+                   since: int | None = None, what: str = "a matching QMP event") -> Event:
+        """Wait for an event matching ``predicate`` that arrives after ``since``
+        (an ``event_count`` value; default: now)."""
+        with self.cond:
+            start = self.event_count if since is None else since
+
+            def find() -> Event | None:
+                for seq, event in self.events:
+                    if seq > start and predicate(event):
+                        return event
+                return None
+
+            return wait_for(self.cond, find, Deadline(timeout), what,
+                            lambda: f"last events: {self.recent(3)}", self._check)
+
+    def recent(self, n: int = 10) -> list[Event]:
+        with self.cond:
+            return [event for _, event in list(self.events)[-n:]]

@@ -1,0 +1,112 @@
+"""An expect-style byte buffer between a reader thread and waiting callers.
+
+The owner of a connection ``feed``s what it reads, says ``feed_eof`` when the
+peer closed, or ``fail(exc)`` when it knows better why the data stopped (e.g.
+the process died): every waiter then wakes at once with that exception.
+Callers ``expect`` a pattern or ``read_exactly`` n bytes before a deadline.
+End of stream is its own outcome (``StreamEOF``), distinct from a timeout.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from ..deadline import Deadline, wait_for
+
+
+class StreamEOF(EOFError):
+    """The peer closed the stream before what was awaited arrived."""
+
+
+class Stream:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.cond = threading.Condition()
+        self.buf = bytearray()
+        self.eof = False
+        self.error: BaseException | None = None
+        self.scanned = 0  # bytes of buf already searched by expect (no match there)
+
+    # --- the reader's side -------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        with self.cond:
+            self.buf += data
+            self.cond.notify_all()
+
+    def feed_eof(self) -> None:
+        with self.cond:
+            self.eof = True
+            self.cond.notify_all()
+
+    def fail(self, error: BaseException) -> None:
+        with self.cond:
+            self.error = error
+            self.cond.notify_all()
+
+    def reset(self) -> None:
+        """Forget buffered data, EOF and error (a new connection begins)."""
+        with self.cond:
+            self.buf.clear()
+            self.scanned = 0
+            self.eof = False
+            self.error = None
+
+    # --- the caller's side -------------------------------------------------
+    def _check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _tail(self) -> str:
+        return f"{len(self.buf)} bytes buffered, last: {bytes(self.buf[-80:])!r}"
+
+    def expect(self, pattern: re.Pattern[bytes], deadline: Deadline, what: str,
+               overlap: int = 256) -> tuple[bytes, re.Match[bytes]]:
+        """Wait until ``pattern`` matches; consume and return (bytes before it, match).
+
+        ``overlap`` bounds how far back a new search restarts, so a long
+        stream is scanned about once; patterns must be shorter than it.
+        """
+        with self.cond:
+            def look() -> tuple[int, re.Match[bytes]] | None:
+                # Search an immutable copy of the unsearched window: a match over the
+                # bytearray itself would change when consumed bytes are deleted.
+                start = max(0, self.scanned - overlap)
+                match = pattern.search(bytes(self.buf[start:]))
+                if match is None:
+                    self.scanned = len(self.buf)
+                    if self.eof:
+                        raise StreamEOF(f"{self.name} closed while waiting for {what} ({self._tail()})")
+                    return None
+                return start, match
+
+            start, match = wait_for(self.cond, look, deadline, what, self._tail, self._check)
+            before = bytes(self.buf[: start + match.start()])
+            del self.buf[: start + match.end()]
+            self.scanned = 0
+            return before, match
+
+    def read_exactly(self, n: int, deadline: Deadline, what: str) -> bytes:
+        """Wait until ``n`` bytes are buffered; consume and return them."""
+        with self.cond:
+            def enough() -> bool:
+                if len(self.buf) >= n:
+                    return True
+                if self.eof:
+                    raise StreamEOF(f"{self.name} closed after {len(self.buf)} of {n} bytes of {what}")
+                return False
+
+            wait_for(self.cond, enough, deadline, what,
+                     lambda: f"{len(self.buf)} of {n} bytes", self._check)
+            data = bytes(self.buf[:n])
+            del self.buf[:n]
+            self.scanned = 0
+            return data
+
+    def take_all(self) -> bytes:
+        """Consume whatever is buffered now."""
+        with self.cond:
+            data = bytes(self.buf)
+            self.buf.clear()
+            self.scanned = 0
+            return data

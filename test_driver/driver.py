@@ -49,6 +49,11 @@ class Driver:
 
         self.base_tmp = Path(tempfile.gettempdir())
         self.tmp_dir = Path(tempfile.mkdtemp(prefix="nixos-test-driver-", dir=self.base_tmp))
+        # Unix socket paths are limited to 107 bytes: with a long TMPDIR the sockets
+        # go to a short private directory of their own.
+        self.socket_root = self.tmp_dir
+        if len(os.fsencode(self.tmp_dir)) > 60:
+            self.socket_root = Path(tempfile.mkdtemp(prefix="td-", dir="/tmp"))
         try:
             with self.logger.nested("start all VLans"):
                 self.vlans = [VLan(nr, self.tmp_dir, self.logger) for nr in sorted(set(map(int, vlans or [])))]
@@ -68,7 +73,7 @@ class Driver:
     def _new_machine(self, start_command: str, name: str, keep_vm_state: bool | None = None,
                      allow_reboot: bool = False) -> QemuMachine:
         keep = self.keep_vm_state if keep_vm_state is None else keep_vm_state
-        socket_dir = self.tmp_dir / f"sockets-{name}"
+        socket_dir = self.socket_root / name
         socket_dir.mkdir(mode=0o700, exist_ok=True)
         machine = QemuMachine(
             out_dir=self.out_dir, tmp_dir=self.tmp_dir, start_command=start_command,
@@ -98,6 +103,7 @@ class Driver:
             for vlan in self.vlans:
                 vlan.stop()
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            shutil.rmtree(self.socket_root, ignore_errors=True)
 
     # --- test symbols -------------------------------------------------------------------
     def test_symbols(self) -> dict[str, Any]:

@@ -12,7 +12,10 @@ back, with no process exec'ed in the guest beyond what the command itself runs:
 upstream's ``bash -c``), captures stdout by command substitution (so, like
 upstream's pipe to base64, it waits until every process holding stdout closed
 it, and a background process can never spill into a later reply), keeps
-trailing newlines, and reports the byte length so any output is unambiguous.
+trailing newlines (an end marker, unique per command, follows the command's
+output and is removed again), and reports the byte length so any output is
+unambiguous.  Only output that a background process writes after the command
+itself ended loses its trailing newlines (it lands behind the marker).
 Stdin of the command is /dev/null; stderr goes to the guest's serial console.
 Bash cannot hold NUL bytes in a variable: they are dropped from the output.
 
@@ -35,19 +38,46 @@ from .stream import Stream
 GREETING = re.compile(rb"Spawning backdoor root shell\.\.\.\r?\n?")
 REPLY = re.compile(rb"TD1 ([0-9a-f]{1,32}) (-?\d{1,5}) (\d{1,12})\n")
 
-HELPERS = (
-    r"""__td_run() { local __td_o __td_s; __td_o=$( (export __TD_TAG=$1; __td_c=$2; """
-    r"""set -euo pipefail --; eval "$__td_c"); __td_s=$?; printf x; exit $__td_s ); """
-    r"""__td_s=$?; LC_ALL=C; __td_o=${__td_o%x}; """
-    r"""printf 'TD1 %s %d %d\n%s' "$1" "$__td_s" "${#__td_o}" "$__td_o"; }; """
-    r"""__td_kill() { local sig=$1 root=$2 tag="__TD_TAG=$3" p s e; local -A kids=(); """
-    r"""local -a todo=("$root") victims=(); for p in /proc/[0-9]*; do """
-    r"""read -r s < "$p/stat" || continue; s=${s##*) }; set -- $s; kids[$2]+=" ${p#/proc/}"; """
-    r"""while IFS= read -r -d '' e; do [[ $e == "$tag" ]] && { victims+=("${p#/proc/}"); break; }; """
-    r"""done < "$p/environ"; done 2>/dev/null; while ((${#todo[@]})); do p=${todo[0]}; """
-    r"""todo=("${todo[@]:1}"); for s in ${kids[$p]-}; do victims+=("$s"); todo+=("$s"); done; done; """
-    r"""((${#victims[@]})) && kill -s "$sig" "${victims[@]}" 2>/dev/null; return 0; }"""
-)
+# Sent once after the greeting.  __td_run NONCE CMD runs CMD as a job of its own
+# process group (set -m) inside a command substitution; __td_kill SIG ROOT NONCE
+# signals the process groups and processes below ROOT (the last __td_run job) and
+# every process whose environment carries the command's tag.  The groups found
+# are remembered per nonce: a process that ignored SIGTERM and was reparented is
+# still reached by the SIGKILL that follows.
+HELPERS = r"""
+__td_run() {
+  local __td_o __td_s __td_m="@$1@" __td_r
+  __td_o=$(set -m; (export __TD_TAG=$1; __td_c=$2; set -euo pipefail --; eval "$__td_c") &
+           wait $!; __td_s=$?; printf %s "$__td_m"; exit $__td_s)
+  __td_s=$?; LC_ALL=C; __td_r=${__td_o%"$__td_m"}
+  [[ ${#__td_r} == "${#__td_o}" ]] && __td_r=${__td_o/"$__td_m"/}
+  printf 'TD1 %s %d %d\n%s' "$1" "$__td_s" "${#__td_r}" "$__td_r"
+}
+__td_kill() {
+  local sig=$1 root=$2 tag="__TD_TAG=$3" own p s e g
+  local -A kids=() group=()
+  local -a todo=("$root") victims=()
+  [[ ${__td_gn-} == "$3" ]] || { __td_gn=$3; __td_groups=(); }
+  read -r s < /proc/$$/stat; s=${s##*) }; set -- $s; own=$3
+  for p in /proc/[0-9]*; do
+    read -r s < "$p/stat" || continue
+    s=${s##*) }; set -- $s; kids[$2]+=" ${p#/proc/}"; group[${p#/proc/}]=$3
+    while IFS= read -r -d '' e; do
+      [[ $e == "$tag" ]] && { victims+=("${p#/proc/}"); break; }
+    done < "$p/environ"
+  done 2>/dev/null
+  while ((${#todo[@]})); do
+    p=${todo[0]}; todo=("${todo[@]:1}")
+    for s in ${kids[$p]-}; do
+      victims+=("$s"); todo+=("$s"); g=${group[$s]}
+      [[ $g != "$own" && " ${__td_groups[*]} " != *" $g "* ]] && __td_groups+=("$g")
+    done
+  done
+  for g in "${__td_groups[@]}"; do kill -s "$sig" -- "-$g"; done 2>/dev/null
+  ((${#victims[@]})) && kill -s "$sig" -- "${victims[@]}" 2>/dev/null
+  return 0
+}
+"""
 
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-+=.,/:@%^&*()[]{}<>|;~#?!$\"`")
 
@@ -80,7 +110,7 @@ class Backdoor:
     def install(self, deadline: Deadline) -> None:
         """Define the helper functions in the guest shell and check that it answers."""
         nonce = secrets.token_hex(8)
-        self.send(f"{HELPERS}; printf 'TD1 %s 0 0\\n' {nonce}\n".encode())
+        self.send(f"{HELPERS}\nprintf 'TD1 %s 0 0\\n' {nonce}\n".encode())
         self.reply(nonce, deadline)
 
     def run(self, command: str) -> str:

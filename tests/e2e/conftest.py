@@ -1,0 +1,87 @@
+"""Fixtures for end-to-end tests on real QEMU guests (built by tests/guests/tiny.py)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import tiny
+
+from test_driver.driver import Driver
+from test_driver.logger import CompositeLogger, TerminalLogger
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """qemu-system / vde_switch processes whose command line mentions ``text``."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines()
+            if text in line and ("qemu-system" in line or "vde_switch" in line)]
+
+
+def wait_no_processes(text: str, timeout: float = 5.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while (left := processes_mentioning(text)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+@pytest.fixture(scope="session")
+def guest() -> tiny.Guest:
+    return tiny.build()
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """TMPDIR inside this test's tmp_path; after the test, no QEMU may mention it."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    yield tmp
+    left = wait_no_processes(str(tmp))
+    for line in left:
+        os.kill(int(line.split()[0]), 9)
+    assert not left, f"processes left behind: {left}"
+
+
+class Log(CompositeLogger):
+    """A terminal logger into a buffer the test can read."""
+
+    def __init__(self) -> None:
+        self.buffer = io.StringIO()
+        super().__init__([TerminalLogger(self.buffer, colour=False)])
+
+    @property
+    def text(self) -> str:
+        return self.buffer.getvalue()
+
+
+@pytest.fixture
+def log() -> Log:
+    return Log()
+
+
+@pytest.fixture
+def make_driver(guest: tiny.Guest, tmp_path: Path, private_tmp: Path, log: Log):
+    """make_driver(["a", "b"], script="", append={"a": "td.nobackdoor"}) -> Driver (cleaned up)."""
+    drivers: list[Driver] = []
+
+    def make(names: list[str], script: str = "", append: dict[str, str] | None = None,
+             **kwargs) -> Driver:
+        scripts = [str(tiny.write_start_script(tmp_path, name, guest, (append or {}).get(name, "")))
+                   for name in names]
+        out = tmp_path / "out"
+        out.mkdir(exist_ok=True)
+        driver = Driver(scripts, [], script, out, log, **kwargs)
+        drivers.append(driver)
+        return driver
+
+    yield make
+    for driver in drivers:
+        driver.cleanup()

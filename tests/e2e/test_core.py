@@ -1,0 +1,103 @@
+"""The core of issue 3 on real tiny guests: commands, timeouts, lifecycle, two machines."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from test_driver.errors import RequestedAssertionFailed, WaitTimeout
+
+
+@pytest.fixture
+def pair(make_driver):
+    driver = make_driver(["alpha", "beta"])
+    driver.start_all()
+    return driver
+
+
+def test_script_with_two_machines(pair, log):
+    pair.tests = """
+start_all()
+assert "Linux alpha" in alpha.succeed("uname -a")
+assert beta.succeed("hostname") == "beta\\n"
+alpha.fail("false")
+status, out = beta.execute("echo out; exit 3")
+assert (status, out) == (3, "out\\n"), (status, out)
+"""
+    pair.code = pair._compile(pair.tests)
+    pair.run_tests()
+    assert "must succeed: uname -a" in log.text
+
+
+def test_execute_output_shapes(pair):
+    alpha = pair.machines[0]
+    assert alpha.execute("printf 'no newline'") == (0, "no newline")
+    assert alpha.execute("printf 'x\\n\\n'") == (0, "x\n\n")
+    status, out = alpha.execute("printf '\\x01\\x7f\\xc3\\xa9\\xff'")
+    assert status == 0 and out == "\x01\x7fé\ufffd"  # invalid UTF-8 replaced, as upstream
+    status, out = alpha.execute("head -c 10485760 /dev/zero | tr '\\0' a")
+    assert status == 0 and len(out) == 10 * 1024 * 1024 and set(out) == {"a"}
+    assert alpha.execute("echo hi", check_return=False) == (-1, "hi\n")
+    assert alpha.execute("echo hi", check_output=False) == (-2, "")
+    assert alpha.succeed("echo a", "echo b") == "a\nb\n"
+
+
+def test_command_exceeding_timeout_is_stopped(pair):
+    alpha = pair.machines[0]
+    start = time.monotonic()
+    assert alpha.execute("sleep 100; echo never", timeout=1) == (124, "")
+    assert time.monotonic() - start < 10
+    assert alpha.fail("sleep 100", timeout=1) == ""
+    with pytest.raises(RequestedAssertionFailed, match="exit code 124"):
+        alpha.succeed("sleep 100", timeout=1)
+    # A command ignoring SIGTERM is killed too, and the shell stays usable.
+    assert alpha.execute("trap '' TERM; while :; do sleep 1; done", timeout=1)[0] == 124
+    assert alpha.succeed("pgrep -f 'sleep 100' || echo none") == "none\n"
+
+
+def test_wait_until_succeeds_on_later_condition(pair):
+    alpha = pair.machines[0]
+    alpha.succeed("(sleep 2; touch /tmp/ready) >/dev/null 2>&1 &")
+    start = time.monotonic()
+    alpha.wait_until_succeeds("test -e /tmp/ready", timeout=30)
+    assert 1.5 < time.monotonic() - start < 10
+    alpha.wait_until_fails("test -e /tmp/not-there", timeout=5)
+    with pytest.raises(WaitTimeout, match=r"`test -e /nonexistent` to succeed.*exit status 1"):
+        alpha.wait_until_succeeds("test -e /nonexistent", timeout=1)
+
+
+def test_shutdown_and_restart(pair):
+    alpha, beta = pair.machines
+    beta.shutdown()
+    assert not beta.is_up() and not beta.booted
+    alpha.succeed("true")  # the other machine is unaffected
+    beta.wait_for_shutdown()  # already down: returns at once
+    assert beta.succeed("echo again") == "again\n"  # the next command boots it again, like upstream
+    beta.execute("poweroff", check_output=False)
+    beta.wait_for_shutdown(timeout=60)
+    assert "was shut down" in str(beta.stopped)
+
+
+def test_crash_is_an_expected_death(pair):
+    alpha = pair.machines[0]
+    alpha.succeed("true")
+    alpha.crash()
+    assert not alpha.booted
+    assert alpha.post_mortem is not None
+
+
+def test_serial_console_and_monitor(pair):
+    alpha = pair.machines[0]
+    alpha.succeed("echo hello-serial > /dev/ttyS0")
+    alpha.wait_for_console_text("hello-serial", timeout=10)
+    assert "hello-serial" in alpha.get_console_log()
+    with pytest.raises(WaitTimeout, match="never-printed.*last serial line"):
+        alpha.wait_for_console_text("never-printed", timeout=0.5)
+    assert "running" in alpha.send_monitor_command("info status")
+    assert alpha.qmp_client.command("query-status")["status"] == "running"
+
+
+def test_unknown_machine_attribute_is_clear(pair):
+    with pytest.raises(AttributeError, match="'alpha'.*'suceed'.*did you mean succeed"):
+        pair.machines[0].suceed("true")

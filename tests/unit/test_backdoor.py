@@ -1,0 +1,174 @@
+"""The backdoor framing against a real bash over a socketpair (no VM needed).
+
+The peer is what NixOS's backdoor.service runs: a plain non-interactive bash
+whose stdin and stdout are the connection.
+"""
+
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from test_driver.deadline import Deadline
+from test_driver.errors import WaitTimeout
+from test_driver.protocol.backdoor import Backdoor, ansi_c_quote
+from test_driver.protocol.stream import Stream, StreamEOF
+
+
+class FakeGuest:
+    def __init__(self, greeting: bytes = b"Spawning backdoor root shell...\n") -> None:
+        self.host, guest = socket.socketpair()
+        self.proc = subprocess.Popen(
+            ["bash", "-c", f"printf '%s' {ansi_c_quote(greeting.decode())}; PS1='' exec bash --norc"],
+            stdin=guest, stdout=guest, stderr=subprocess.DEVNULL, start_new_session=True)
+        guest.close()
+        self.stream = Stream("fake shell")
+        self.junk: list[bytes] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.backdoor = Backdoor(self.stream, self.host.sendall, self.junk.append)
+
+    def _read(self) -> None:
+        try:
+            while data := self.host.recv(65536):
+                self.stream.feed(data)
+        except OSError:
+            pass
+        self.stream.feed_eof()
+
+    def run(self, command: str, timeout: float = 10) -> tuple[int, bytes]:
+        return self.backdoor.reply(self.backdoor.run(command), Deadline(timeout))
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.host.close()
+        self.reader.join()
+
+
+@pytest.fixture
+def guest():
+    g = FakeGuest()
+    g.backdoor.wait_for_greeting(Deadline(5))
+    g.backdoor.install(Deadline(5))
+    yield g
+    g.close()
+
+
+def test_status_and_output(guest):
+    assert guest.run("echo hello") == (0, b"hello\n")
+    assert guest.run("false")[0] == 1
+    assert guest.run("exit 7")[0] == 7
+
+
+def test_trailing_newlines_and_no_newline_are_kept(guest):
+    assert guest.run("printf 'a\\n\\n\\n'") == (0, b"a\n\n\n")
+    assert guest.run("printf 'no newline'") == (0, b"no newline")
+    assert guest.run("true") == (0, b"")
+
+
+def test_set_euo_pipefail_semantics(guest):
+    assert guest.run("false; echo after")[0] == 1
+    assert guest.run("false | true")[0] == 1
+    assert guest.run("echo $UNSET_VARIABLE")[0] != 0
+    assert guest.run("echo $#") == (0, b"0\n")  # no positional parameters leak in
+
+
+def test_quoting_of_awkward_commands(guest):
+    command = "printf '%s\\n' \"it's\" '$HOME' '`tick`' '\\\\back'; cat <<'EOF'\nmulti\nline\nEOF"
+    assert guest.run(command) == (0, b"it's\n$HOME\n`tick`\n\\\\back\nmulti\nline\n")
+    assert guest.run("echo 'ünïcödé ✓'") == (0, "ünïcödé ✓\n".encode())
+
+
+def test_binary_bytes_pass_except_nul(guest):
+    status, out = guest.run("printf '\\x01\\x02\\xff\\xfe\\x00\\x80end'")
+    assert status == 0
+    assert out == b"\x01\x02\xff\xfe\x80end"
+
+
+def test_large_output_is_exact(guest):
+    status, out = guest.run("head -c 10000000 /dev/zero | tr '\\0' a; echo")
+    assert status == 0
+    assert len(out) == 10_000_001 and out.count(b"a") == 10_000_000
+
+
+def test_reply_text_inside_output_does_not_confuse(guest):
+    status, out = guest.run("printf 'TD1 abcdef 0 5\\nhello'")
+    assert (status, out) == (0, b"TD1 abcdef 0 5\nhello")
+    assert guest.run("echo next") == (0, b"next\n")
+
+
+def test_background_process_does_not_spill_into_next_reply(guest):
+    # Like upstream: stdout held by a background process delays the reply (only the
+    # trailing newline of output written after the command itself ended is lost) ...
+    start = time.monotonic()
+    assert guest.run("(sleep 0.5; echo late) & echo early") == (0, b"early\nlate")
+    assert time.monotonic() - start >= 0.5
+    # ... and a detached process that closed stdout cannot reach later replies.
+    assert guest.run("(sleep 0.3; echo lost) >/dev/null & echo now") == (0, b"now\n")
+    time.sleep(0.5)
+    assert guest.run("echo clean") == (0, b"clean\n")
+    assert guest.junk == []
+
+
+def test_stdin_is_not_the_protocol_channel(guest):
+    assert guest.run("cat") == (0, b"")
+    assert guest.run("echo still in sync") == (0, b"still in sync\n")
+
+
+def test_interrupt_kills_the_whole_command(guest):
+    nonce = guest.backdoor.run("sleep 100 & sleep 100; echo never")
+    with pytest.raises(WaitTimeout):
+        guest.backdoor.reply(nonce, Deadline(0.3))
+    guest.backdoor.interrupt(nonce, "TERM")
+    status, out = guest.backdoor.reply(nonce, Deadline(5))
+    assert status != 0 and out == b""
+    assert guest.run("echo alive") == (0, b"alive\n")
+
+
+def test_interrupt_escalates_past_ignored_sigterm(guest):
+    nonce = guest.backdoor.run("trap '' TERM; while :; do sleep 0.1; done")
+    time.sleep(0.3)
+    guest.backdoor.interrupt(nonce, "TERM")
+    with pytest.raises(WaitTimeout):
+        guest.backdoor.reply(nonce, Deadline(0.5))
+    guest.backdoor.interrupt(nonce, "KILL")
+    assert guest.backdoor.reply(nonce, Deadline(5))[0] != 0
+
+
+def test_abandoned_reply_is_skipped(guest):
+    guest.backdoor.run("sleep 0.2; echo old")  # nobody waits for it
+    assert guest.run("sleep 0.4; echo new") == (0, b"new\n")
+    assert guest.junk == []
+
+
+def test_garbage_before_greeting_is_returned():
+    g = FakeGuest(greeting=b"boot noise\nSpawning backdoor root shell...\n")
+    try:
+        assert g.backdoor.wait_for_greeting(Deadline(5)) == b"boot noise\n"
+    finally:
+        g.close()
+
+
+def test_missing_greeting_times_out_with_last_state():
+    g = FakeGuest(greeting=b"something else entirely")
+    try:
+        with pytest.raises(WaitTimeout, match="backdoor greeting.*something else entirely"):
+            g.backdoor.wait_for_greeting(Deadline(0.5))
+    finally:
+        g.close()
+
+
+def test_eof_is_its_own_outcome(guest):
+    nonce = guest.backdoor.run("sleep 5")
+    guest.proc.kill()
+    with pytest.raises(StreamEOF):
+        guest.backdoor.reply(nonce, Deadline(5))
+
+
+def test_ansi_c_quote_rejects_nul():
+    with pytest.raises(ValueError):
+        ansi_c_quote("a\0b")

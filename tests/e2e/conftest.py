@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -18,10 +17,19 @@ from test_driver.logger import CompositeLogger, TerminalLogger
 
 
 def processes_mentioning(text: str) -> list[str]:
-    """qemu-system / vde_switch processes whose command line mentions ``text``."""
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines()
-            if text in line and ("qemu-system" in line or "vde_switch" in line)]
+    """qemu-system / vde_switch processes whose command line mentions ``text``
+    (read from /proc: ps may cut long command lines)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in args and ("qemu-system" in args or "vde_switch" in args):
+            found.append(f"{proc.name} {args}")
+    return found
 
 
 def wait_no_processes(text: str, timeout: float = 5.0) -> list[str]:

@@ -1,0 +1,172 @@
+"""nixos-test-driver as a subprocess: exit statuses, error messages, signals, no leftovers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tiny
+
+from conftest import processes_mentioning, wait_no_processes
+
+
+@pytest.fixture
+def run(guest, tmp_path, private_tmp):
+    """run(script, names=[...], args=[...], env={...}) -> CompletedProcess of the CLI."""
+
+    def go(script: str, names: list[str] = ["machine"], args: list[str] = [],
+           append: dict[str, str] = {}, env: dict[str, str] = {}, timeout: float = 240,
+           ) -> subprocess.CompletedProcess[str]:
+        scripts = [str(tiny.write_start_script(tmp_path, n, guest, append.get(n, ""))) for n in names]
+        path = tmp_path / "script.py"
+        path.write_text(script)
+        return subprocess.run(
+            [sys.executable, "-m", "test_driver.cli_main", "--start-scripts", *scripts,
+             "-o", str(tmp_path), *args, "--", str(path)],
+            capture_output=True, text=True, timeout=timeout, env={**os.environ, **env})
+
+    return go
+
+
+def test_passing_script_exits_zero(run, tmp_path):
+    result = run("start_all()\nmachine.succeed('true')\nassert machine.succeed('echo hi') == 'hi\\n'\n",
+                 env={"LOGFILE": str(tmp_path / "log.xml")})
+    assert result.returncode == 0, result.stderr
+    assert "test script finished" in result.stderr
+    import xml.etree.ElementTree as ET
+    root = ET.parse(tmp_path / "log.xml").getroot()
+    assert root.tag == "logfile"
+    assert any(line.get("type") == "serial" for line in root.iter("line"))
+
+
+def test_failing_script_shows_the_failing_line(run):
+    result = run("start_all()\nmachine.succeed('true')\nmachine.succeed('exit 4')\nprint('not reached')\n")
+    assert result.returncode == 1
+    assert '!!! File' in result.stderr and "line 3" in result.stderr
+    assert "machine.succeed('exit 4')" in result.stderr
+    assert "failed (exit code 4)" in result.stderr
+    assert "not reached" not in result.stdout
+
+
+def test_syntax_error_names_line_before_any_vm(run, tmp_path):
+    result = run("start_all()\nmachine.succeed('true'\n")
+    assert result.returncode == 2
+    assert "syntax error" in result.stderr and "line 2" in result.stderr
+    assert "starting vm" not in result.stderr
+
+
+def test_bad_start_scripts(tmp_path, private_tmp):
+    script = tmp_path / "s.py"
+    script.write_text("start_all()\n")
+    missing = subprocess.run([sys.executable, "-m", "test_driver.cli_main", "--start-scripts",
+                              str(tmp_path / "run-nope-vm"), "--", str(script)],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    noexec = tmp_path / "run-x-vm"
+    noexec.write_text("#!/bin/sh\n")
+    noexec.chmod(0o644)
+    result = subprocess.run([sys.executable, "-m", "test_driver.cli_main", "--start-scripts",
+                             str(noexec), "--", str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "not an executable file" in result.stderr
+    other = tmp_path / "other"
+    other.mkdir()
+    twin = other / "run-x-vm"
+    twin.write_text("#!/bin/sh\n")
+    twin.chmod(0o755)
+    noexec.chmod(0o755)
+    result = subprocess.run([sys.executable, "-m", "test_driver.cli_main", "--start-scripts",
+                             str(noexec), str(twin), "--", str(script)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "two start scripts for machine 'x'" in result.stderr
+
+
+def test_output_directory_must_be_writable(tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text("")
+    result = subprocess.run([sys.executable, "-m", "test_driver.cli_main", "-o",
+                             str(tmp_path / "missing"), str(script)], capture_output=True, text=True)
+    assert result.returncode == 2 and "is not a directory" in result.stderr
+
+
+def test_unknown_machine_name_lists_machines(run):
+    result = run("start_all()\nmachne.succeed('true')\n")
+    assert result.returncode == 1
+    assert "name 'machne' is not defined" in result.stderr
+    assert "machine" in result.stderr
+
+
+def test_guest_without_backdoor_times_out_clearly(run):
+    result = run("machine.connect(timeout=8)\n", append={"machine": "td.nobackdoor"})
+    assert result.returncode == 1
+    assert "timed out after 8s waiting for the backdoor greeting" in result.stderr
+    assert "last serial line" in result.stderr
+
+
+def test_env_vars_instead_of_flags(guest, tmp_path, private_tmp):
+    script = tiny.write_start_script(tmp_path, "envvm", guest)
+    test = tmp_path / "t.py"
+    test.write_text("envvm.succeed('true')\n")
+    result = subprocess.run([sys.executable, "-m", "test_driver.cli_main"], capture_output=True,
+                            text=True, timeout=240, cwd=tmp_path,
+                            env={**os.environ, "startScripts": str(script), "testScript": str(test),
+                                 "globalTimeout": "200"})
+    assert result.returncode == 0, result.stderr
+
+
+def test_global_timeout_names_what_was_running(run):
+    result = run("start_all()\nwith subtest('slow part'):\n    machine.succeed('sleep 100')\n",
+                 args=["--global-timeout", "10"])
+    assert result.returncode == 1
+    assert "test timed out after 10s" in result.stderr
+    assert "slow part" in result.stderr and "sleep 100" in result.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_signal_to_driver_leaves_nothing_behind(guest, tmp_path, private_tmp, sig):
+    script = tiny.write_start_script(tmp_path, "victim", guest)
+    test = tmp_path / "t.py"
+    test.write_text("victim.succeed('echo ready > /dev/ttyS0')\nvictim.succeed('sleep 600')\n")
+    proc = subprocess.Popen([sys.executable, "-m", "test_driver.cli_main", "--start-scripts", str(script),
+                             "-o", str(tmp_path), "--", str(test)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "must succeed: sleep 600" in line:
+                break
+        assert processes_mentioning(str(private_tmp))
+        proc.send_signal(sig)
+        start = time.monotonic()
+        rest = proc.stdout.read()
+        assert proc.wait(10) != 0
+        assert wait_no_processes(str(private_tmp), 5) == []
+        assert time.monotonic() - start < 5
+        assert "interrupted" in rest
+        assert list(private_tmp.iterdir()) == []  # private dirs removed
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_sigkill_of_driver_still_kills_qemu(guest, tmp_path, private_tmp):
+    script = tiny.write_start_script(tmp_path, "orphan", guest)
+    test = tmp_path / "t.py"
+    test.write_text("orphan.start()\nimport time\ntime.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-m", "test_driver.cli_main", "--start-scripts", str(script),
+                             "-o", str(tmp_path), "--", str(test)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "QEMU running" in line:
+                break
+        assert processes_mentioning(str(private_tmp))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert wait_no_processes(str(private_tmp), 5) == []

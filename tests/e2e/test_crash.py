@@ -1,0 +1,76 @@
+"""A VM that dies is reported at once, with its cause, instead of hanging the test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from test_driver.errors import MachineCrashed
+
+
+def kill_later(pid: int, delay: float, record: dict[str, float]) -> threading.Timer:
+    def kill() -> None:
+        record["killed"] = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+
+    timer = threading.Timer(delay, kill)
+    timer.start()
+    return timer
+
+
+def test_sigkill_during_command_fails_within_a_second(make_driver, tmp_path):
+    driver = make_driver(["victim"])
+    victim = driver.machines[0]
+    victim.succeed("echo booted")
+    record: dict[str, float] = {}
+    kill_later(victim.pid, 1.0, record)
+    with pytest.raises(MachineCrashed) as info:
+        victim.succeed("sleep 60")
+    latency = time.monotonic() - record["killed"]
+    assert latency < 1.0, latency
+    error = info.value
+    assert isinstance(error, ConnectionError)  # upstream surfaced BrokenPipeError
+    assert "'victim'" in str(error) and "SIGKILL" in str(error)
+    assert error.post_mortem.running_command == "sleep 60"
+    assert error.post_mortem.exit.signal == signal.SIGKILL
+    assert (tmp_path / "out" / "victim-post-mortem.txt").read_text().startswith("post-mortem of machine 'victim'")
+    # Later calls say the same at once instead of touching a dead socket ...
+    with pytest.raises(MachineCrashed):
+        victim.succeed("true")
+    # ... until the machine is started again.
+    victim.start()
+    assert victim.succeed("echo back") == "back\n"
+
+
+def test_crash_while_waiting_for_boot(make_driver):
+    driver = make_driver(["early"], append={"early": "td.nobackdoor"})
+    early = driver.machines[0]
+    early.start()
+    record: dict[str, float] = {}
+    kill_later(early.pid, 1.0, record)
+    with pytest.raises(MachineCrashed):
+        early.connect(timeout=60)
+    assert time.monotonic() - record["killed"] < 1.0
+
+
+def test_kernel_panic_is_reported_as_panic(make_driver):
+    driver = make_driver(["panicky"])
+    panicky = driver.machines[0]
+    panicky.succeed("true")
+    with pytest.raises(MachineCrashed) as info:
+        panicky.succeed("echo c > /proc/sysrq-trigger; sleep 60")
+    assert "panicked" in str(info.value)
+    assert any("sysrq" in line.lower() or "panic" in line.lower() for line in info.value.post_mortem.serial_tail)
+
+
+def test_death_awaited_by_wait_for_shutdown_is_no_error(make_driver, log):
+    driver = make_driver(["expected"])
+    machine = driver.machines[0]
+    machine.succeed("true")
+    machine.execute("echo c > /proc/sysrq-trigger", check_output=False)
+    machine.wait_for_shutdown(timeout=60)
+    assert "the awaited shutdown was a crash" in log.text

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install what the driver and its tests need on a Debian machine (run as root), then the project.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+packages=(qemu-system-x86 qemu-utils vde2 busybox-static bash-static socat tesseract-ocr procps)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ] || [ ! -d /var/lib/apt/lists/partial ] || [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v -e lock -e partial -e auxfiles)" ]; then
+  apt-get update -qq
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+python3 -m pip install -q -e '.[test]'
+# The tiny test guest (Debian kernel + busybox/bash initramfs), cached after the first build.
+python3 tests/guests/tiny.py build

@@ -300,7 +300,7 @@ class QemuMachine(BaseMachine):
         with self._command_lock:
             self.running_command = command
             try:
-                nonce = self.shell.run(command)
+                nonce = self.shell.run(command, interruptible=timeout is not None)
                 if not check_output:
                     return (-2, "")
                 status, out = self._reply(nonce, command, seconds(timeout))

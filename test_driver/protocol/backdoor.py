@@ -1,14 +1,15 @@
 """Command framing over the guest's backdoor root shell (hvc0).
 
 The guest side is the stock NixOS backdoor: a plain non-interactive bash reading
-lines from /dev/hvc0 in raw mode.  After the greeting the driver defines two
+lines from /dev/hvc0 in raw mode.  After the greeting the driver defines three
 shell functions once; from then on a command costs one line out and one reply
 back, with no process exec'ed in the guest beyond what the command itself runs:
 
-    __td_run NONCE $'command' & __td_p=$!            (host -> guest)
+    __td_now NONCE $'command'                        (host -> guest, no timeout)
+    __td_run NONCE $'command' & __td_p=$!            (host -> guest, with a timeout)
     TD1 NONCE STATUS LENGTH\\n<LENGTH bytes of stdout>  (guest -> host)
 
-``__td_run`` runs the command in a subshell with ``set -euo pipefail`` (like
+Both run the command in a subshell with ``set -euo pipefail`` (like
 upstream's ``bash -c``), captures stdout by command substitution (so, like
 upstream's pipe to base64, it waits until every process holding stdout closed
 it, and a background process can never spill into a later reply), keeps
@@ -19,7 +20,7 @@ itself ended loses its trailing newlines (it lands behind the marker).
 Stdin of the command is /dev/null; stderr goes to the guest's serial console.
 Bash cannot hold NUL bytes in a variable: they are dropped from the output.
 
-Because the command runs as a background job, the shell stays free to take an
+A command with a timeout runs as a background job, so the shell stays free to take an
 interrupt: ``__td_kill SIG`` signals every process of the last command (its
 process tree, and anything that inherited its ``__TD_TAG`` environment marker).
 
@@ -38,13 +39,22 @@ from .stream import Stream
 GREETING = re.compile(rb"Spawning backdoor root shell\.\.\.\r?\n?")
 REPLY = re.compile(rb"TD1 ([0-9a-f]{1,32}) (-?\d{1,5}) (\d{1,12})\n")
 
-# Sent once after the greeting.  __td_run NONCE CMD runs CMD as a job of its own
+# Sent once after the greeting.  __td_now NONCE CMD runs CMD in one subshell (a
+# command substitution whose EXIT trap appends the end marker): the fast path for
+# commands without a timeout.  __td_run NONCE CMD runs CMD as a job of its own
 # process group (set -m) inside a command substitution; __td_kill SIG ROOT NONCE
 # signals the process groups and processes below ROOT (the last __td_run job) and
 # every process whose environment carries the command's tag.  The groups found
 # are remembered per nonce: a process that ignored SIGTERM and was reparented is
 # still reached by the SIGKILL that follows.
 HELPERS = r"""
+__td_now() {
+  local __td_o __td_s __td_m="@$1@" __td_r
+  __td_o=$(exec </dev/null; trap 'printf %s "$__td_m"' EXIT; __td_c=$2; set -euo pipefail --; eval "$__td_c")
+  __td_s=$?; local LC_ALL=C; __td_r=${__td_o%"$__td_m"}
+  [[ ${#__td_r} == "${#__td_o}" ]] && __td_r=${__td_o/"$__td_m"/}
+  printf 'TD1 %s %d %d\n%s' "$1" "$__td_s" "${#__td_r}" "$__td_r"
+}
 __td_run() {
   local __td_o __td_s __td_m="@$1@" __td_r
   __td_o=$(set -m; (export __TD_TAG=$1; __td_c=$2; set -euo pipefail --; eval "$__td_c") &
@@ -113,10 +123,19 @@ class Backdoor:
         self.send(f"{HELPERS}\nprintf 'TD1 %s 0 0\\n' {nonce}\n".encode())
         self.reply(nonce, deadline)
 
-    def run(self, command: str) -> str:
-        """Start ``command`` in the guest; return the nonce its reply will carry."""
+    def run(self, command: str, interruptible: bool = True) -> str:
+        """Start ``command`` in the guest; return the nonce its reply will carry.
+
+        An interruptible command runs as a background job of its own process
+        group, so that ``interrupt`` can reach it (three forks in the guest).
+        Otherwise it runs in the shell's foreground with one fork, and nothing
+        can stop it from the host; its output loses trailing newlines if it
+        replaces the EXIT trap or execs.
+        """
         nonce = secrets.token_hex(8)
-        self.send(f"__td_run {nonce} {ansi_c_quote(command)} & __td_p=$!\n".encode())
+        quoted = ansi_c_quote(command)
+        line = f"__td_run {nonce} {quoted} & __td_p=$!" if interruptible else f"__td_now {nonce} {quoted}"
+        self.send(line.encode() + b"\n")
         return nonce
 
     def interrupt(self, nonce: str, signal: str = "TERM") -> None:

@@ -30,6 +30,7 @@ class FakeGuest:
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         self.backdoor = Backdoor(self.stream, self.host.sendall, self.junk.append)
+        self.interruptible = True
 
     def _read(self) -> None:
         try:
@@ -40,7 +41,7 @@ class FakeGuest:
         self.stream.feed_eof()
 
     def run(self, command: str, timeout: float = 10) -> tuple[int, bytes]:
-        return self.backdoor.reply(self.backdoor.run(command), Deadline(timeout))
+        return self.backdoor.reply(self.backdoor.run(command, self.interruptible), Deadline(timeout))
 
     def close(self) -> None:
         self.proc.kill()
@@ -49,9 +50,11 @@ class FakeGuest:
         self.reader.join()
 
 
-@pytest.fixture
-def guest():
+@pytest.fixture(params=[True, False], ids=["interruptible", "fast"])
+def guest(request):
+    """Both ways of running a command: as an interruptible job, and the one-fork fast path."""
     g = FakeGuest()
+    g.interruptible = request.param
     g.backdoor.wait_for_greeting(Deadline(5))
     g.backdoor.install(Deadline(5))
     yield g

@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Measure the driver against the machine's limits on the tiny guest, in one run.
+
+    python3 benchmarks/run.py [--runs 3] [--json results.json] [--quick]
+
+Each figure is min/median/max over --runs runs.  Ratios compare with the limit
+measured in the same run on the same guest and QEMU flags:
+
+  boot        raw QEMU until the backdoor greeting  vs  start() + first succeed("true")
+  command     raw one-line round trip on the virtconsole, upstream's two-line base64 framing
+              (sent by hand on the same socket)  vs  succeed("true") through the driver
+  crash       SIGKILL to QEMU until the blocked succeed() raised
+  start_all   1, 2, 4 guests until every machine answered succeed
+  throughput  MB/s of a 50 MB output
+  idle        driver CPU seconds per VM-minute idle; driver peak RSS
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "guests"))
+import tiny  # noqa: E402
+
+from test_driver.deadline import Deadline  # noqa: E402
+from test_driver.driver import Driver  # noqa: E402
+from test_driver.errors import MachineCrashed  # noqa: E402
+from test_driver.logger import CompositeLogger, TerminalLogger  # noqa: E402
+from test_driver.machine.start_command import Sockets, StartCommand  # noqa: E402
+from test_driver.protocol.backdoor import GREETING  # noqa: E402
+from test_driver.protocol.stream import Stream  # noqa: E402
+
+
+def quiet_logger() -> CompositeLogger:
+    """The real terminal logger, writing into memory (logging cost stays in the figures)."""
+    return CompositeLogger([TerminalLogger(io.StringIO(), colour=False)])
+
+
+class RawGuest:
+    """The guest started by hand with the driver's QEMU arguments: no driver involved."""
+
+    def __init__(self, script: Path, workdir: Path) -> None:
+        self.dir = Path(tempfile.mkdtemp(dir=workdir))
+        (self.dir / "shared").mkdir()
+        sockets = Sockets.inside(self.dir)
+        listeners = []
+        for path in (sockets.shell, sockets.qmp, sockets.monitor):
+            s = socket.socket(socket.AF_UNIX)
+            s.bind(str(path))
+            s.listen(1)
+            listeners.append(s)
+        argv = StartCommand(str(script)).argv(sockets)
+        env = StartCommand.environment(self.dir, self.dir / "shared")
+        self.start = time.monotonic()
+        self.proc = subprocess.Popen(argv, env=env, cwd=self.dir, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        self.shell, _ = listeners[0].accept()
+        self.others = [listener.accept()[0] for listener in listeners[1:]]
+        for listener in listeners:
+            listener.close()
+        self.buf = b""
+
+    def read_until(self, pattern: bytes) -> bytes:
+        while pattern not in self.buf:
+            data = self.shell.recv(1 << 16)
+            if not data:
+                raise EOFError("guest closed the shell")
+            self.buf += data
+        before, _, self.buf = self.buf.partition(pattern)
+        return before
+
+    def wait_greeting(self) -> float:
+        self.read_until(b"Spawning backdoor root shell...\n")
+        return time.monotonic() - self.start
+
+    def roundtrip(self, line: bytes, until: bytes) -> float:
+        tic = time.monotonic()
+        self.shell.sendall(line)
+        self.read_until(until)
+        return time.monotonic() - tic
+
+    def upstream_succeed_true(self) -> float:
+        """What upstream's execute() sends for succeed("true"): output, then status."""
+        tic = time.monotonic()
+        self.shell.sendall(b"bash -c 'set -euo pipefail; true' | (base64 -w 0; echo)\n")
+        self.read_until(b"\n")
+        self.shell.sendall(b"echo ${PIPESTATUS[0]}\n")
+        self.read_until(b"\n")
+        return time.monotonic() - tic
+
+    def close(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        for s in (self.shell, *self.others):
+            s.close()
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+class Bench:
+    def __init__(self, runs: int, calls: int, work: Path, guest: tiny.Guest) -> None:
+        self.runs, self.calls, self.work, self.guest = runs, calls, work, guest
+        self.results: dict[str, dict] = {}
+
+    def script(self, name: str) -> Path:
+        return tiny.write_start_script(self.work, name, self.guest)
+
+    def driver(self, names: list[str]) -> Driver:
+        return Driver([str(self.script(n)) for n in names], [], "", self.work, quiet_logger())
+
+    def boot(self) -> None:
+        raw, ours = [], []
+        for _ in range(self.runs):
+            guest = RawGuest(self.script("bootraw"), self.work)
+            raw.append(guest.wait_greeting())
+            guest.close()
+            with self.driver(["bootdrv"]) as driver:
+                tic = time.monotonic()
+                driver.machines[0].succeed("true")
+                ours.append(time.monotonic() - tic)
+        self.results["boot"] = {"raw_s": stats(raw), "driver_s": stats(ours),
+                                "ratio": statistics.median(ours) / statistics.median(raw)}
+
+    def command(self) -> None:
+        raw, upstream, ours, ours_p99 = [], [], [], []
+        for _ in range(self.runs):
+            guest = RawGuest(self.script("cmdraw"), self.work)
+            guest.wait_greeting()
+            r = [guest.roundtrip(b"echo\n", b"\n") for _ in range(self.calls)]
+            u = [guest.upstream_succeed_true() for _ in range(max(30, self.calls // 10))]
+            guest.close()
+            with self.driver(["cmddrv"]) as driver:
+                machine = driver.machines[0]
+                machine.succeed("true")
+                o = []
+                for _ in range(self.calls):
+                    tic = time.monotonic()
+                    machine.succeed("true")
+                    o.append(time.monotonic() - tic)
+            raw.append(statistics.mean(r))
+            upstream.append(statistics.mean(u))
+            ours.append(statistics.mean(o))
+            ours_p99.append(percentile(o, 99))
+        self.results["command"] = {
+            "raw_roundtrip_ms": stats([v * 1000 for v in raw]),
+            "upstream_framing_ms": stats([v * 1000 for v in upstream]),
+            "driver_succeed_true_ms": stats([v * 1000 for v in ours]),
+            "driver_succeed_true_p99_ms": stats([v * 1000 for v in ours_p99]),
+            "driver_vs_upstream": statistics.median(ours) / statistics.median(upstream),
+            "driver_vs_raw": statistics.median(ours) / statistics.median(raw),
+        }
+
+    def crash(self) -> None:
+        latencies = []
+        for _ in range(self.runs):
+            with self.driver(["crash"]) as driver:
+                machine = driver.machines[0]
+                machine.succeed("true")
+                killed: dict[str, float] = {}
+
+                def kill() -> None:
+                    killed["at"] = time.monotonic()
+                    os.kill(machine.pid, signal.SIGKILL)
+
+                threading.Timer(0.5, kill).start()
+                try:
+                    machine.succeed("sleep 60")
+                except MachineCrashed:
+                    latencies.append(time.monotonic() - killed["at"])
+        self.results["crash"] = {"detection_ms": stats([v * 1000 for v in latencies])}
+
+    def start_all(self) -> None:
+        result = {}
+        for count in (1, 2, 4):
+            times = []
+            for _ in range(self.runs):
+                with self.driver([f"par{i}" for i in range(count)]) as driver:
+                    tic = time.monotonic()
+                    driver.start_all()
+                    threads = [threading.Thread(target=m.succeed, args=("true",)) for m in driver.machines]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    times.append(time.monotonic() - tic)
+            result[f"{count}_vms_s"] = stats(times)
+        self.results["start_all"] = result
+
+    def throughput(self) -> None:
+        rates = []
+        with self.driver(["bulk"]) as driver:
+            machine = driver.machines[0]
+            machine.succeed("true")
+            for _ in range(self.runs):
+                tic = time.monotonic()
+                out = machine.succeed("head -c 50000000 /dev/zero | tr '\\0' a")
+                rates.append(len(out) / 1e6 / (time.monotonic() - tic))
+        self.results["throughput"] = {"MB_per_s": stats(rates)}
+
+    def idle(self, seconds: float) -> None:
+        per_vm_minute = []
+        with self.driver(["idle1", "idle2"]) as driver:
+            driver.start_all()
+            for m in driver.machines:
+                m.succeed("true")
+            for _ in range(self.runs):
+                before = time.process_time()
+                time.sleep(seconds)
+                cpu = time.process_time() - before
+                per_vm_minute.append(cpu / (2 * seconds / 60))
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        self.results["idle"] = {"cpu_s_per_vm_minute": stats(per_vm_minute), "peak_rss_MB": rss_mb}
+
+
+def table(results: dict[str, dict]) -> str:
+    lines = []
+    for section, values in results.items():
+        for key, value in values.items():
+            if isinstance(value, dict):
+                text = "  ".join(f"{k} {v:.3f}" for k, v in value.items())
+            else:
+                text = f"{value:.3f}"
+            lines.append(f"{section:<11} {key:<28} {text}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--idle-seconds", type=float, default=10)
+    parser.add_argument("--json", type=Path, default=Path("benchmark-results.json"))
+    parser.add_argument("--only", nargs="*", help="sections to run")
+    args = parser.parse_args()
+    guest = tiny.build()
+    with tempfile.TemporaryDirectory(prefix="td-bench-", dir="/tmp") as work:
+        bench = Bench(args.runs, args.calls, Path(work), guest)
+        sections: dict[str, Callable[[], None]] = {
+            "boot": bench.boot, "command": bench.command, "crash": bench.crash,
+            "start_all": bench.start_all, "throughput": bench.throughput,
+            "idle": lambda: bench.idle(args.idle_seconds)}
+        for name, run in sections.items():
+            if args.only and name not in args.only:
+                continue
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            run()
+    print(table(bench.results))
+    args.json.write_text(json.dumps(bench.results, indent=2))
+    print(f"\nwritten to {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 
 from .errors import DriverError, GlobalTimeout
 from .logger import AbstractLogger, CompositeLogger, TerminalLogger
-from .machine import BaseMachine, Machine, QemuMachine, retry
+from .machine import BaseMachine, Machine, PostMortem, QemuMachine, retry
 from .machine.start_command import StartCommand
 from .polling_condition import PollingCondition
 from .vlan import VLan
@@ -34,6 +34,7 @@ class Driver:
         self.test_script_path = test_script_path
         self.polling_conditions: list[PollingCondition] = []
         self.subtests: list[str] = []
+        self.crashes: list[PostMortem] = []
         self.machines: list[QemuMachine] = []
         self.vlans: list[VLan] = []
         self.code: CodeType = self._compile(tests)
@@ -84,7 +85,13 @@ class Driver:
             socket_dir=socket_dir)
         for vlan in self.vlans:
             machine.extra_env.update(vlan.env)
+        machine.crash_listeners.append(self._on_crash)
         return machine
+
+    def _on_crash(self, machine: QemuMachine, post_mortem: PostMortem) -> None:
+        """A supervisor reports a crash (from its own thread)."""
+        self.crashes.append(post_mortem)
+        self.logger.warning(f"machine {machine.name!r} {post_mortem.cause}")
 
     def __enter__(self) -> "Driver":
         return self
@@ -159,13 +166,14 @@ class Driver:
         return "; ".join(parts) or "the test script (no machine command running)"
 
     def start_all(self) -> None:
-        """Start every machine, all at once."""
+        """Start every machine and wait until each one's backdoor shell answers, all at once."""
         with self.logger.nested("start all VMs"):
             errors: list[BaseException] = []
 
             def start(machine: QemuMachine) -> None:
                 try:
                     machine.start()
+                    machine.connect()
                 except BaseException as exc:  # re-raised in the caller's thread
                     errors.append(exc)
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import collections
+import os
 import re
+import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -13,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..deadline import Deadline, Duration, seconds, wait_for
-from ..errors import MachineCrashed, MachineStopped, WaitTimeout
+from ..errors import MachineCrashed, MachineStopped, QMPError, WaitTimeout
 from ..logger import AbstractLogger
 from ..protocol.backdoor import Backdoor
 from ..protocol.monitor import Monitor
@@ -25,6 +28,25 @@ from .supervisor import Channel, Exit, Supervisor
 
 SERIAL_TAIL = 50
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a timed-out command
+LIFECYCLE_EVENTS = {"SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME", "GUEST_PANICKED",
+                    "GUEST_CRASHLOADED", "WATCHDOG"}
+
+
+@dataclass
+class RestartPolicy:
+    """How a supervised machine comes back after a crash (see ``QemuMachine.supervise``)."""
+
+    max_restarts: int = 3
+    backoff: float = 1.0
+    restarts: int = 0
+
+    def next_delay(self) -> float | None:
+        """Seconds to wait before the next restart, or None when none is left."""
+        if self.restarts >= self.max_restarts:
+            return None
+        delay = self.backoff * 2 ** self.restarts
+        self.restarts += 1
+        return delay
 
 
 @dataclass
@@ -37,6 +59,7 @@ class PostMortem:
     serial_tail: list[str]
     qmp_events: list[dict[str, Any]]
     running_command: str | None
+    screenshot: Path | None = None
     at: float = field(default_factory=time.time)
 
     def summary(self) -> str:
@@ -47,6 +70,8 @@ class PostMortem:
         if self.qmp_events:
             lines.append("  last QMP events: " + ", ".join(
                 e.get("event", "?") + (f"({e['data']})" if e.get("data") else "") for e in self.qmp_events))
+        if self.screenshot is not None:
+            lines.append(f"  screenshot: {self.screenshot}")
         lines.append(f"  last {len(self.serial_tail)} serial lines:")
         lines += [f"    | {line}" for line in self.serial_tail]
         return "\n".join(lines)
@@ -87,6 +112,12 @@ class QemuMachine(BaseMachine):
         self.shell = Backdoor(self.shell_stream, self._sender("shell"), self._junk)
         self.monitor = Monitor(self.monitor_stream, self._sender("monitor"))
         self.qmp_client = QMPClient(self._sender("qmp"), f"{self.name} QMP")
+        self.restart_policy: RestartPolicy | None = None
+        self.restarting = False
+        self.crash_listeners: list[Callable[[QemuMachine, PostMortem], None]] = []
+        self._released = threading.Event()
+        self._restart_thread: threading.Thread | None = None
+        self._panic_screenshot: Path | None = None
 
     # --- the run state ---------------------------------------------------------------
     def is_up(self) -> bool:
@@ -123,6 +154,10 @@ class QemuMachine(BaseMachine):
     def start(self, allow_reboot: bool = False) -> None:
         """Start QEMU; returns once QEMU runs (QMP and monitor answer), not when the guest
         has booted.  A no-op if the machine already runs."""
+        self._released.clear()
+        self._start(allow_reboot)
+
+    def _start(self, allow_reboot: bool = False) -> None:
         with self.lock:
             if self.booted:
                 return
@@ -138,6 +173,8 @@ class QemuMachine(BaseMachine):
         for stream in (self.shell_stream, self.monitor_stream):
             stream.reset()
         self.qmp_client = QMPClient(self._sender("qmp"), f"{self.name} QMP")
+        self.qmp_client.listeners.append(self._on_qmp_event)
+        self._panic_screenshot = None
         self._conns.clear()
         with self.console_cond:
             self.full_console_log.clear()
@@ -191,6 +228,30 @@ class QemuMachine(BaseMachine):
                 self.lock.notify_all()
         return connected
 
+    def _on_qmp_event(self, event: dict[str, Any]) -> None:
+        """Runs in the supervisor thread for every QMP event."""
+        name = event.get("event", "")
+        if name not in LIFECYCLE_EVENTS:
+            return
+        stamp = event.get("timestamp", {})
+        when = stamp.get("seconds", 0) + stamp.get("microseconds", 0) / 1e6
+        self.log(f"QMP event {name} {event.get('data', {})} at {time.strftime('%H:%M:%S', time.localtime(when))}"
+                 f".{int(when * 1000) % 1000:03d}")
+        if name == "GUEST_PANICKED":
+            # QEMU was told to pause on panic: take a picture, then end it (from another
+            # thread: this one must go on reading QMP to get the screendump's reply).
+            threading.Thread(target=self._panic_snapshot, name=f"panic-{self.name}", daemon=True).start()
+
+    def _panic_snapshot(self) -> None:
+        target = self.out_dir / f"{self.name}-panic.png"
+        try:
+            self._screendump_png(target, timeout=5)
+            self._panic_screenshot = target
+        except (OSError, MachineStopped, QMPError, WaitTimeout) as exc:
+            self.log(f"no screenshot of the panic: {exc}")
+        if self.supervisor is not None:
+            self.supervisor.signal_group(signal.SIGKILL)
+
     # --- serial console and stderr -----------------------------------------------------
     def _on_serial(self, data: bytes) -> None:
         *lines, self._serial_partial = (self._serial_partial + data).split(b"\n")
@@ -232,8 +293,15 @@ class QemuMachine(BaseMachine):
             else:
                 cause = f"crashed: QEMU {exit.describe()} without a shutdown event"
             crashed = cause.startswith("crashed") and not expected
+            delay = self.restart_policy.next_delay() if crashed and self.restart_policy else None
+            if delay is not None and not self._released.is_set():
+                cause += (f"; restarting it in {delay:g}s (restart {self.restart_policy.restarts}"
+                          f" of {self.restart_policy.max_restarts})")
+                self.restarting = True
+            elif crashed and self.restart_policy:
+                cause += f"; no restart left (max_restarts={self.restart_policy.max_restarts})"
             self.post_mortem = PostMortem(self.name, cause, exit, list(self.serial_tail), events,
-                                          self.running_command)
+                                          self.running_command, self._panic_screenshot)
             if crashed:
                 self.stopped = MachineCrashed(self.name, cause, self.post_mortem)
             else:
@@ -249,8 +317,39 @@ class QemuMachine(BaseMachine):
         if crashed:
             self.logger.error(self.post_mortem.summary(), {"machine": self.name})
             self._write_post_mortem(self.post_mortem)
+            for listener in self.crash_listeners:
+                listener(self, self.post_mortem)
         else:
             self.log(f"QEMU {exit.describe()}")
+        if self.restarting and delay is not None:
+            self._restart_thread = threading.Thread(target=self._restart, args=(delay,),
+                                                    name=f"restart-{self.name}", daemon=True)
+            self._restart_thread.start()
+
+    def _restart(self, delay: float) -> None:
+        try:
+            if self._released.wait(delay):
+                return
+            self.log(f"restarting after crash (restart {self.restart_policy.restarts if self.restart_policy else '?'})")
+            self._start()
+        except Exception as exc:
+            self.logger.error(f"restart failed: {exc}", {"machine": self.name})
+        finally:
+            with self.lock:
+                self.restarting = False
+                self.lock.notify_all()
+
+    def supervise(self, restart: bool = True, max_restarts: int = 3, backoff: float = 1.0) -> None:
+        """Set what happens when this machine crashes (off by default, as upstream).
+
+        With ``restart=True`` a crashed machine is started again after ``backoff``
+        seconds, then ``2*backoff``, ``4*backoff``..., at most ``max_restarts`` times
+        over the test.  The call that was running when it crashed still raises
+        ``MachineCrashed``; the next command waits for the restarted machine.
+        Each crash and restart is logged, and the driver is notified.
+        ``restart=False`` turns restarting off again.
+        """
+        self.restart_policy = RestartPolicy(max_restarts, backoff) if restart else None
 
     def _write_post_mortem(self, post_mortem: PostMortem) -> None:
         try:
@@ -266,7 +365,9 @@ class QemuMachine(BaseMachine):
         if self.connected:
             return
         with self.lock:
-            if self.stopped is not None and isinstance(self.stopped, MachineCrashed):
+            wait_for(self.lock, lambda: not self.restarting, Deadline(timeout),
+                     "the machine to be restarted after its crash")
+            if isinstance(self.stopped, MachineCrashed) and not self.booted:
                 raise self.stopped
         with self.nested("waiting for the VM to finish booting"):
             self.start()
@@ -377,6 +478,9 @@ class QemuMachine(BaseMachine):
 
     def release(self) -> None:
         """Stop QEMU (SIGTERM, then SIGKILL after 5 s) and free its sockets; used at cleanup."""
+        self._released.set()
+        if self._restart_thread is not None:
+            self._restart_thread.join()
         if self.supervisor is None:
             return
         self._expect_exit()
@@ -435,6 +539,25 @@ class QemuMachine(BaseMachine):
         """All serial console output of this run, one string."""
         with self.console_cond:
             return "\n".join(self.full_console_log)
+
+    def _screendump_png(self, target: Path, timeout: float = 30) -> None:
+        from PIL import Image
+
+        with tempfile.TemporaryDirectory(dir=self.state_dir) as tmp:
+            ppm = Path(tmp) / "screen.ppm"
+            self.qmp_client.command("screendump", {"filename": str(ppm)}, timeout=timeout)
+            with Image.open(ppm) as image:
+                image.save(target, "PNG")
+
+    def screenshot(self, filename: str) -> None:
+        """Save a PNG picture of the display; a name without a directory goes to the
+        output directory, a name without an extension gets ``.png``."""
+        if "." not in filename:
+            filename += ".png"
+        if "/" not in filename:
+            filename = os.path.join(self.out_dir, filename)
+        with self.nested(f"making screenshot {filename}", {"image": os.path.basename(filename)}):
+            self._screendump_png(Path(filename))
 
     def send_key(self, key: str, delay: float | None = 0.01, log: bool | None = True) -> None:
         """Press a key (QEMU ``sendkey`` syntax, e.g. ``ctrl-alt-delete``)."""

@@ -72,6 +72,8 @@ class StartCommand:
             "-chardev", f"socket,id=monitor,path={sockets.monitor}",
             "-mon", "chardev=monitor,mode=readline",
             "-serial", "stdio",
+            # On a guest panic (pvpanic), pause: the supervisor takes a screenshot, then ends it.
+            "-action", "panic=pause",
         ]
         if not allow_reboot:
             extra.append("-no-reboot")

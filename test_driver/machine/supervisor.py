@@ -176,6 +176,10 @@ class Supervisor:
                 if key.fd in readers and not self._read(sel, key.fd, readers[key.fd]):
                     del readers[key.fd]
 
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to QEMU's process group (the exit is then handled as usual)."""
+        self._kill_group(sig)
+
     def _kill_group(self, sig: int) -> None:
         if self.process is None:
             return

@@ -74,3 +74,53 @@ def test_death_awaited_by_wait_for_shutdown_is_no_error(make_driver, log):
     machine.execute("echo c > /proc/sysrq-trigger", check_output=False)
     machine.wait_for_shutdown(timeout=60)
     assert "the awaited shutdown was a crash" in log.text
+
+
+def test_panic_post_mortem_has_a_screenshot(make_driver, tmp_path):
+    driver = make_driver(["shot"])
+    machine = driver.machines[0]
+    machine.succeed("true")
+    with pytest.raises(MachineCrashed) as info:
+        machine.succeed("echo c > /proc/sysrq-trigger; sleep 60")
+    shot = info.value.post_mortem.screenshot
+    assert shot is not None and shot.read_bytes().startswith(b"\x89PNG")
+    from PIL import Image
+    with Image.open(shot) as image:
+        assert image.size[0] >= 640 and image.size[1] >= 400
+    assert "GUEST_PANICKED" in str(info.value)
+
+
+def test_supervised_machine_restarts_with_backoff(make_driver, log):
+    driver = make_driver(["phoenix"])
+    machine = driver.machines[0]
+    machine.supervise(restart=True, max_restarts=2, backoff=0.2)
+    machine.succeed("true")
+    for attempt in (1, 2):
+        pid = machine.pid
+        threading.Timer(0.5, os.kill, [pid, signal.SIGKILL]).start()
+        with pytest.raises(MachineCrashed, match=f"restart {attempt} of 2"):
+            machine.succeed("sleep 60")
+        assert machine.succeed("echo back") == "back\n"  # waits for the restarted machine
+        assert machine.pid != pid
+    assert len(driver.crashes) == 2
+    assert "restarting after crash (restart 2)" in log.text
+    # max_restarts is honoured: the third crash is final.
+    threading.Timer(0.5, os.kill, [machine.pid, signal.SIGKILL]).start()
+    with pytest.raises(MachineCrashed, match="no restart left"):
+        machine.succeed("sleep 60")
+    with pytest.raises(MachineCrashed):
+        machine.succeed("true")
+
+
+def test_start_all_boots_in_parallel(make_driver):
+    driver = make_driver(["solo"])
+    tic = time.monotonic()
+    driver.start_all()
+    one = time.monotonic() - tic
+    driver = make_driver(["p1", "p2", "p3"])
+    tic = time.monotonic()
+    driver.start_all()
+    three = time.monotonic() - tic
+    assert all(m.is_up() for m in driver.machines)
+    # 3 guests on 2 cores: well under three sequential boots (exact figures: benchmarks/run.py).
+    assert three < 0.9 * 3 * one, (one, three)

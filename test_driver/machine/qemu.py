@@ -118,6 +118,7 @@ class QemuMachine(BaseMachine):
         self._released = threading.Event()
         self._restart_thread: threading.Thread | None = None
         self._panic_screenshot: Path | None = None
+        self._qmp_cursor = 0
 
     # --- the run state ---------------------------------------------------------------
     def is_up(self) -> bool:
@@ -174,6 +175,7 @@ class QemuMachine(BaseMachine):
             stream.reset()
         self.qmp_client = QMPClient(self._sender("qmp"), f"{self.name} QMP")
         self.qmp_client.listeners.append(self._on_qmp_event)
+        self._qmp_cursor = 0
         self._panic_screenshot = None
         self._conns.clear()
         with self.console_cond:
@@ -504,8 +506,15 @@ class QemuMachine(BaseMachine):
 
     def wait_for_qmp_event(self, event_filter: Callable[[dict[str, Any]], bool],
                            timeout: Duration = 60 * 10) -> dict[str, Any]:
-        """Wait for the next QMP event for which ``event_filter`` is true, and return it."""
-        return self.qmp_client.wait_event(event_filter, timeout)
+        """Wait for the next QMP event for which ``event_filter`` is true, and return it.
+
+        Events are considered from the one after the last event an earlier call
+        returned (or from the start of QEMU), so an event that arrived just before
+        the call is not missed; non-matching events before the match are skipped.
+        """
+        seq, event = self.qmp_client.wait_event(event_filter, timeout, since=self._qmp_cursor)
+        self._qmp_cursor = seq
+        return event
 
     def send_console(self, chars: str) -> None:
         """Type ``chars`` on the serial console (QEMU's stdin)."""

@@ -121,16 +121,16 @@ class QMPClient:
         return reply.get("return")
 
     def wait_event(self, predicate: Callable[[Event], bool], timeout: Duration | None = 600,
-                   since: int | None = None, what: str = "a matching QMP event") -> Event:
-        """Wait for an event matching ``predicate`` that arrives after ``since``
-        (an ``event_count`` value; default: now)."""
+                   since: int | None = None, what: str = "a matching QMP event") -> tuple[int, Event]:
+        """Wait for an event matching ``predicate`` numbered after ``since`` (an
+        ``event_count`` value; default: now); return (its number, the event)."""
         with self.cond:
             start = self.event_count if since is None else since
 
-            def find() -> Event | None:
+            def find() -> tuple[int, Event] | None:
                 for seq, event in self.events:
                     if seq > start and predicate(event):
-                        return event
+                        return seq, event
                 return None
 
             return wait_for(self.cond, find, Deadline(timeout), what,

@@ -101,3 +101,30 @@ def test_serial_console_and_monitor(pair):
 def test_unknown_machine_attribute_is_clear(pair):
     with pytest.raises(AttributeError, match="'alpha'.*'suceed'.*did you mean succeed"):
         pair.machines[0].suceed("true")
+
+
+def test_wait_for_qmp_event(pair):
+    alpha = pair.machines[0]
+    alpha.send_monitor_command("stop")
+    event = alpha.wait_for_qmp_event(lambda e: e["event"] == "STOP", timeout=10)
+    assert "timestamp" in event
+    alpha.send_monitor_command("cont")
+    assert alpha.succeed("echo resumed") == "resumed\n"
+    with pytest.raises(WaitTimeout, match="QMP event"):
+        alpha.wait_for_qmp_event(lambda e: e["event"] == "NEVER", timeout=0.5)
+
+
+def test_create_machine_and_symbols(pair, guest, tmp_path):
+    import tiny
+
+    script = tiny.write_start_script(tmp_path, "extra", guest)
+    extra = pair.create_machine(str(script))
+    assert extra.name == "extra" and extra in pair.machines
+    legacy = pair.create_machine({"startCommand": str(script), "name": "legacy"})
+    assert legacy.name == "legacy"
+    symbols = pair.test_symbols()
+    for name in ("start_all", "join_all", "subtest", "retry", "polling_condition", "create_machine",
+                 "serial_stdout_on", "serial_stdout_off", "driver", "machines", "vlans", "log",
+                 "Machine", "alpha", "beta", "extra"):
+        assert name in symbols
+    assert extra.succeed("hostname") == "extra\n"

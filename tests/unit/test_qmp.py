@@ -102,7 +102,7 @@ def test_events_kept_and_awaited():
     qemu.send({"event": "RESET", "data": {}, "timestamp": {}})
     since = None
     threading.Timer(0.1, qemu.send, [{"event": "SHUTDOWN", "data": {"reason": "guest-shutdown"}}]).start()
-    event = qemu.client.wait_event(lambda e: e["event"] == "SHUTDOWN", timeout=5, since=since)
+    _, event = qemu.client.wait_event(lambda e: e["event"] == "SHUTDOWN", timeout=5, since=since)
     assert event["data"]["reason"] == "guest-shutdown"
     assert [e["event"] for e in qemu.client.recent()] == ["RESET", "SHUTDOWN"]
 

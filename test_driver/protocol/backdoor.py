@@ -1,7 +1,7 @@
 """Command framing over the guest's backdoor root shell (hvc0).
 
 The guest side is the stock NixOS backdoor: a plain non-interactive bash reading
-lines from /dev/hvc0 in raw mode.  After the greeting the driver defines three
+lines from /dev/hvc0 in raw mode.  After the greeting the driver defines its helper
 shell functions once; from then on a command costs one line out and one reply
 back, with no process exec'ed in the guest beyond what the command itself runs:
 
@@ -48,20 +48,22 @@ REPLY = re.compile(rb"TD1 ([0-9a-f]{1,32}) (-?\d{1,5}) (\d{1,12})\n")
 # are remembered per nonce: a process that ignored SIGTERM and was reparented is
 # still reached by the SIGKILL that follows.
 HELPERS = r"""
+__td_strip() {  # remove the end marker from __td_o: O(1) when last, else one scan (never ${x%pat})
+  if [[ ${__td_o: -${#__td_m}} == "$__td_m" ]]; then __td_o=${__td_o:0:${#__td_o}-${#__td_m}}
+  else __td_o=${__td_o/"$__td_m"/}; fi
+}
 __td_now() {
-  local __td_o __td_s __td_m="@$1@" __td_r
+  local __td_o __td_s __td_m="@$1@"
   __td_o=$(exec </dev/null; trap 'printf %s "$__td_m"' EXIT; __td_c=$2; set -euo pipefail --; eval "$__td_c")
-  __td_s=$?; local LC_ALL=C; __td_r=${__td_o%"$__td_m"}
-  [[ ${#__td_r} == "${#__td_o}" ]] && __td_r=${__td_o/"$__td_m"/}
-  printf 'TD1 %s %d %d\n%s' "$1" "$__td_s" "${#__td_r}" "$__td_r"
+  __td_s=$?; local LC_ALL=C; __td_strip
+  printf 'TD1 %s %d %d\n%s' "$1" "$__td_s" "${#__td_o}" "$__td_o"
 }
 __td_run() {
-  local __td_o __td_s __td_m="@$1@" __td_r
+  local __td_o __td_s __td_m="@$1@"
   __td_o=$(set -m; (export __TD_TAG=$1; __td_c=$2; set -euo pipefail --; eval "$__td_c") &
            wait $!; __td_s=$?; printf %s "$__td_m"; exit $__td_s)
-  __td_s=$?; LC_ALL=C; __td_r=${__td_o%"$__td_m"}
-  [[ ${#__td_r} == "${#__td_o}" ]] && __td_r=${__td_o/"$__td_m"/}
-  printf 'TD1 %s %d %d\n%s' "$1" "$__td_s" "${#__td_r}" "$__td_r"
+  __td_s=$?; LC_ALL=C; __td_strip
+  printf 'TD1 %s %d %d\n%s' "$1" "$__td_s" "${#__td_o}" "$__td_o"
 }
 __td_kill() {
   local sig=$1 root=$2 tag="__TD_TAG=$3" own p s e g

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -126,19 +127,30 @@ def test_global_timeout_names_what_was_running(run):
     assert "slow part" in result.stderr and "sleep 100" in result.stderr
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_signal_to_driver_leaves_nothing_behind(guest, tmp_path, private_tmp, sig):
-    script = tiny.write_start_script(tmp_path, "victim", guest)
+@contextlib.contextmanager
+def driver_running(guest, tmp_path, name: str, script: str, until: str):
+    """A driver subprocess running ``script``, read up to the log line ``until``; killed at the end."""
+    start_script = tiny.write_start_script(tmp_path, name, guest)
     test = tmp_path / "t.py"
-    test.write_text("victim.succeed('echo ready > /dev/ttyS0')\nvictim.succeed('sleep 600')\n")
-    proc = subprocess.Popen([sys.executable, "-m", "test_driver.cli_main", "--start-scripts", str(script),
-                             "-o", str(tmp_path), "--", str(test)],
+    test.write_text(script)
+    proc = subprocess.Popen([sys.executable, "-m", "test_driver.cli_main", "--start-scripts",
+                             str(start_script), "-o", str(tmp_path), "--", str(test)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
-            if "must succeed: sleep 600" in line:
+            if until in line:
                 break
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_signal_to_driver_leaves_nothing_behind(guest, tmp_path, private_tmp, sig):
+    script = "victim.succeed('echo ready > /dev/ttyS0')\nvictim.succeed('sleep 600')\n"
+    with driver_running(guest, tmp_path, "victim", script, "must succeed: sleep 600") as proc:
         assert processes_mentioning(str(private_tmp))
         proc.send_signal(sig)
         start = time.monotonic()
@@ -148,25 +160,10 @@ def test_signal_to_driver_leaves_nothing_behind(guest, tmp_path, private_tmp, si
         assert time.monotonic() - start < 5
         assert "interrupted" in rest
         assert list(private_tmp.iterdir()) == []  # private dirs removed
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_sigkill_of_driver_still_kills_qemu(guest, tmp_path, private_tmp):
-    script = tiny.write_start_script(tmp_path, "orphan", guest)
-    test = tmp_path / "t.py"
-    test.write_text("orphan.start()\nimport time\ntime.sleep(600)\n")
-    proc = subprocess.Popen([sys.executable, "-m", "test_driver.cli_main", "--start-scripts", str(script),
-                             "-o", str(tmp_path), "--", str(test)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if "QEMU running" in line:
-                break
+    script = "orphan.start()\nimport time\ntime.sleep(600)\n"
+    with driver_running(guest, tmp_path, "orphan", script, "QEMU running"):
         assert processes_mentioning(str(private_tmp))
-    finally:
-        proc.kill()
-        proc.wait()
     assert wait_no_processes(str(private_tmp), 5) == []

@@ -2,7 +2,8 @@
 # Install what the driver and its tests need on a Debian machine (run as root), then the project.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(qemu-system-x86 qemu-utils vde2 busybox-static bash-static socat tesseract-ocr procps)
+packages=(qemu-system-x86 qemu-utils vde2 busybox-static bash-static socat tesseract-ocr procps
+          debootstrap e2fsprogs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -14,5 +15,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 python3 -m pip install -q -e '.[test]'
-# The tiny test guest (Debian kernel + busybox/bash initramfs), cached after the first build.
+# The test guests, cached after the first build: the tiny guest (Debian kernel + busybox/bash
+# initramfs, seconds) and the Debian systemd guest (debootstrap, about a minute).
 python3 tests/guests/tiny.py build
+python3 tests/guests/debian.py build

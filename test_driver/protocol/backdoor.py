@@ -54,7 +54,9 @@ __td_strip() {  # remove the end marker from __td_o: O(1) when last, else one sc
 }
 __td_now() {
   local __td_o __td_s __td_m="@$1@"
-  __td_o=$(exec </dev/null; trap 'printf %s "$__td_m"' EXIT; __td_c=$2; set -euo pipefail --; eval "$__td_c")
+  # The trap text holds the marker itself: when errexit fires inside the eval, bash
+  # drops this function's locals before it runs the EXIT trap.
+  __td_o=$(exec </dev/null; trap "printf %s $__td_m" EXIT; __td_c=$2; set -euo pipefail --; eval "$__td_c")
   __td_s=$?; local LC_ALL=C; __td_strip
   printf 'TD1 %s %d %d\n%s' "$1" "$__td_s" "${#__td_o}" "$__td_o"
 }

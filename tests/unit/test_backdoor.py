@@ -73,6 +73,11 @@ def test_trailing_newlines_and_no_newline_are_kept(guest):
     assert guest.run("true") == (0, b"")
 
 
+def test_errexit_keeps_status_and_trailing_newline(guest):
+    assert guest.run("echo out; (exit 3); echo never") == (0 + 3, b"out\n")
+    assert guest.run("f() { return 5; }; f") == (5, b"")
+
+
 def test_set_euo_pipefail_semantics(guest):
     assert guest.run("false; echo after")[0] == 1
     assert guest.run("false | true")[0] == 1

@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""Build the Debian systemd test guest and write NixOS-style start scripts for it.
+
+A debootstrap'ed Debian (minbase + systemd) from the configured Debian mirror, put
+into an ext4 image with ``mkfs.ext4 -d`` (no mounting), booted through a small
+stage-1 initramfs that loads the virtio modules and switch_roots to systemd.
+``backdoor.service`` runs the same steps as NixOS's test instrumentation on hvc0.
+Test services: ``echo-tcp`` (TCP 8000), ``echo-unix`` (/run/echo.sock), both
+enabled; ``late-port`` (TCP 8001, opens 3 s after it starts) and ``failing``
+(exits 1), not enabled; user ``alice`` with a lingering user manager.
+
+Each VM writes to a qcow2 overlay in its state directory (as NixOS keeps its disk
+image there), so the base image stays untouched and ``--keep-vm-state`` works.
+
+    python3 tests/guests/debian.py build                 # prints the guest directory
+    python3 tests/guests/debian.py start-script NAME DIR # writes DIR/run-NAME-vm
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import tiny  # noqa: E402
+
+PACKAGES = ["systemd", "systemd-sysv", "udev", "netcat-openbsd", "procps", "iproute2", "kmod",
+            "socat", "psmisc"]
+STAGE1_MODULES = tiny.WANTED_MODULES + ["virtio_blk", "ext4", "crc32c_generic", "autofs4"]
+
+STAGE1_INIT = r"""#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+for m in $(cat /lib/modules/load-order); do /bin/busybox insmod /lib/modules/$m 2>/dev/null; done
+/bin/busybox mkdir -p /newroot
+n=0
+until /bin/busybox mount -t ext4 /dev/vda /newroot 2>/dev/null; do
+  n=$((n+1)); [ $n -gt 100 ] && { echo "stage 1: cannot mount /dev/vda"; exec /bin/busybox sh; }
+  /bin/busybox sleep 0.05
+done
+/bin/busybox umount /proc /sys
+/bin/busybox mount --move /dev /newroot/dev
+exec /bin/busybox switch_root /newroot /sbin/init
+"""
+
+BACKDOOR = r"""#!/bin/bash
+# The steps of NixOS's backdoor.service (nixos/modules/testing/test-instrumentation.nix).
+export USER=root HOME=/root DISPLAY=:0.0 PAGER=
+source /etc/profile
+cd /tmp
+exec < /dev/hvc0 > /dev/hvc0
+while ! exec 2> /dev/ttyS0; do sleep 0.1; done
+echo "connecting to host..." >&2
+stty -F /dev/hvc0 raw -echo
+echo "Spawning backdoor root shell..."
+PS1="" exec /bin/bash --norc /dev/hvc0
+"""
+
+UNITS = {
+    "backdoor.service": """[Unit]
+Description=Backdoor root shell for the test driver
+Requires=dev-hvc0.device dev-ttyS0.device
+After=dev-hvc0.device dev-ttyS0.device
+[Service]
+ExecStart=/usr/local/bin/backdoor
+KillSignal=SIGHUP
+[Install]
+WantedBy=multi-user.target
+""",
+    "echo-tcp.service": """[Unit]
+Description=TCP echo service on port 8000
+[Service]
+ExecStart=/usr/bin/socat TCP-LISTEN:8000,fork,reuseaddr EXEC:/bin/cat
+[Install]
+WantedBy=multi-user.target
+""",
+    "echo-unix.service": """[Unit]
+Description=Unix socket echo service on /run/echo.sock
+[Service]
+ExecStart=/usr/bin/socat UNIX-LISTEN:/run/echo.sock,fork,unlink-early EXEC:/bin/cat
+[Install]
+WantedBy=multi-user.target
+""",
+    "late-port.service": """[Unit]
+Description=TCP service on port 8001 that opens 3 s after it starts
+[Service]
+ExecStart=/bin/sh -c 'sleep 3; exec /usr/bin/socat TCP-LISTEN:8001,fork,reuseaddr EXEC:/bin/cat'
+""",
+    "failing.service": """[Unit]
+Description=A service that fails
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'echo failing on purpose; exit 1'
+""",
+    "tmp-shared.mount": """[Unit]
+Description=The driver's shared directory
+ConditionPathExists=/sys/bus/virtio/drivers/9pnet_virtio
+[Mount]
+What=shared
+Where=/tmp/shared
+Type=9p
+Options=trans=virtio,version=9p2000.L,msize=262144
+[Install]
+WantedBy=multi-user.target
+""",
+}
+
+START_SCRIPT = """#!/bin/sh
+# run-{name}-vm: a start script in the shape of NixOS's qemu-vm.nix for the Debian systemd guest.
+# The test driver appends its own QEMU arguments ("$@") and sets SHARED_DIR, TMPDIR.
+disk="${{TMPDIR:?}}/{name}.qcow2"
+[ -e "$disk" ] || qemu-img create -q -f qcow2 -F raw -b {image} "$disk"
+exec qemu-system-x86_64 -name {name} -accel tcg -smp 1 -m {memory} {firmware}\\
+  -kernel {kernel} -initrd {initrd} \\
+  -append "console=ttyS0 panic=-1 quiet root=/dev/vda systemd.hostname={name} {append} $QEMU_KERNEL_PARAMS" \\
+  -drive file="$disk",if=virtio,format=qcow2 \\
+  -virtfs local,path="${{SHARED_DIR:?SHARED_DIR must be set}}",security_model=none,mount_tag=shared \\
+  -netdev user,id=user.0 -device virtio-net-pci,netdev=user.0,romfile= \\
+  -device pvpanic-pci \\
+  $QEMU_OPTS "$@"
+"""
+
+
+@dataclass(frozen=True)
+class DebianGuest(tiny.Guest):
+    @property
+    def image(self) -> Path:
+        return self.directory / "rootfs.img"
+
+
+def debian_source() -> tuple[str, str]:
+    """(mirror URL, suite) of this machine's Debian, from apt's configuration."""
+    text = ""
+    for path in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
+        if path.is_file():
+            text += path.read_text(errors="replace") + "\n"
+    mirror = "http://deb.debian.org/debian"
+    for match in re.finditer(r"(?:URIs:|deb)\s+(\S*debian\S*)", text):
+        if "security" not in match.group(1):
+            mirror = match.group(1)
+            break
+    release = Path("/etc/os-release").read_text()
+    suite = re.search(r"VERSION_CODENAME=(\w+)", release)
+    return mirror, suite.group(1) if suite else "bookworm"
+
+
+def customize(root: Path) -> None:
+    """Add the backdoor, the test services and the test user to the debootstrap'ed tree."""
+    (root / "usr/local/bin/backdoor").write_text(BACKDOOR)
+    (root / "usr/local/bin/backdoor").chmod(0o755)
+    units = root / "etc/systemd/system"
+    for name, text in UNITS.items():
+        (units / name).write_text(text)
+    wants = units / "multi-user.target.wants"
+    wants.mkdir(exist_ok=True)
+    for name in ("backdoor.service", "echo-tcp.service", "echo-unix.service", "tmp-shared.mount"):
+        link = wants / name
+        if not link.is_symlink():
+            link.symlink_to(f"/etc/systemd/system/{name}")
+    # hvc0 is the backdoor and the serial console its stderr: no login prompts there.  The ext4 scrub
+    # and periodic jobs only slow a test VM down under TCG (e2scrub_reap holds up
+    # multi-user.target for minutes).
+    for masked in ("serial-getty@ttyS0.service", "serial-getty@hvc0.service", "e2scrub_reap.service",
+                   "e2scrub_all.timer", "apt-daily.timer", "apt-daily-upgrade.timer", "fstrim.timer"):
+        (units / masked).unlink(missing_ok=True)
+        (units / masked).symlink_to("/dev/null")
+    (root / "etc/hosts").write_text("127.0.0.1 localhost\n::1 localhost\n")
+    (root / "etc/fstab").write_text("/dev/vda / ext4 defaults 0 1\n")
+    (root / "etc/machine-id").write_text("")
+    subprocess.run(["chroot", str(root), "useradd", "-m", "-s", "/bin/bash", "alice"], check=True)
+    linger = root / "var/lib/systemd/linger"
+    linger.mkdir(parents=True, exist_ok=True)
+    (linger / "alice").touch()
+    for junk in ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
+                 "usr/share/locale"):
+        shutil.rmtree(root / junk, ignore_errors=True)
+        (root / junk).mkdir(parents=True, exist_ok=True)
+
+
+def stage1_initrd(modules: list[tuple[str, bytes]]) -> bytes:
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    cpio = tiny.Cpio()
+    for d in ("bin", "proc", "sys", "dev", "lib", "lib/modules", "newroot"):
+        cpio.directory(d)
+    cpio.file("bin/busybox", Path(busybox).read_bytes(), 0o755)
+    cpio.file("init", STAGE1_INIT.encode(), 0o755)
+    for name, data in modules:
+        cpio.file(f"lib/modules/{name}", data)
+    cpio.file("lib/modules/load-order", "".join(n + "\n" for n, _ in modules).encode())
+    return cpio.finish()
+
+
+def build(cache: Path | None = None) -> DebianGuest:
+    """Build (or reuse) the Debian guest; about a minute the first time."""
+    cache = cache or tiny.cache_root()
+    package = tiny.kernel_package()
+    mirror, suite = debian_source()
+    recipe = hashlib.sha256(Path(__file__).read_bytes() + Path(tiny.__file__).read_bytes()
+                            + f"{package} {mirror} {suite}".encode()).hexdigest()[:12]
+    guest = DebianGuest(cache / f"debian-{recipe}")
+    if guest.image.exists() and guest.initrd.exists() and guest.kernel.exists():
+        return guest
+    cache.mkdir(parents=True, exist_ok=True)
+    kernel_root = tiny.unpack_kernel(package, cache / package)
+    version = package.removeprefix("linux-image-")
+    modules = tiny.load_order(kernel_root / "lib/modules" / version, STAGE1_MODULES)
+    staging = Path(tempfile.mkdtemp(dir=cache, prefix=".building-"))
+    try:
+        root = staging / "root"
+        subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+                        suite, str(root), mirror], check=True, stdout=subprocess.DEVNULL)
+        customize(root)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(root),
+                        str(staging / "rootfs.img"), "1G"], check=True)
+        shutil.rmtree(root)
+        (staging / "vmlinux").write_bytes(
+            tiny.extract_vmlinux(kernel_root / "boot" / f"vmlinuz-{version}"))
+        (staging / "initrd").write_bytes(gzip.compress(stage1_initrd(modules), 1))
+        os.rename(staging, guest.directory)
+    except OSError:
+        if not guest.image.exists():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return guest
+
+
+def write_start_script(directory: Path, name: str, guest: DebianGuest | None = None,
+                       append: str = "", memory: int = 1024, seabios: bool = False) -> Path:
+    """Write DIRECTORY/run-NAME-vm starting the Debian guest, like NixOS's start scripts."""
+    guest = guest or build()
+    path = Path(directory) / f"run-{name}-vm"
+    path.write_text(START_SCRIPT.format(
+        name=name, kernel=guest.kernel, initrd=guest.initrd, image=guest.image, append=append,
+        memory=memory, firmware="" if seabios else "-bios qboot.rom "))
+    path.chmod(0o755)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("build")
+    script = sub.add_parser("start-script")
+    script.add_argument("name")
+    script.add_argument("directory", type=Path)
+    script.add_argument("--append", default="")
+    script.add_argument("--seabios", action="store_true")
+    args = parser.parse_args()
+    if args.cmd == "build":
+        print(build().directory)
+    else:
+        print(write_start_script(args.directory, args.name, append=args.append, seabios=args.seabios))
+
+
+if __name__ == "__main__":
+    main()

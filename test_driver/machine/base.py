@@ -83,9 +83,20 @@ class BaseMachine(ABC):
         """A nested log section tagged with this machine's name."""
         return self.logger.nested(msg, {"machine": self.name, **attrs})
 
+    def log_serial(self, msg: str) -> None:
+        """Log a line as serial console output of this machine."""
+        self.logger.log_serial(msg, self.name)
+
     def run_callbacks(self) -> None:
+        """Run the callbacks due before each command (the active polling conditions)."""
         for callback in self.callbacks:
             callback()
+
+    def cleanup_statedir(self) -> None:
+        """Delete this machine's state directory (its disk images) and make it anew."""
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.log(f"deleted machine state directory {self.state_dir}")
 
     # --- what a kind of machine must provide -------------------------------------
     @abstractmethod
@@ -228,6 +239,10 @@ class BaseMachine(ABC):
             except WaitTimeout as exc:
                 raise WaitTimeout(f"unit {unit} to become active", exc.timeout,
                                   f"ActiveState={state}") from None
+
+    def wait_for_job(self, jobname: str) -> None:
+        """Old name: wait until the systemd unit ``jobname`` is active."""
+        self.wait_for_unit(jobname)
 
     def require_unit_state(self, unit: str, require_state: str = "active") -> None:
         """Assert that a unit's ActiveState is ``require_state`` now."""

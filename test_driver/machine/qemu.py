@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -17,17 +18,21 @@ from typing import Any, Callable
 
 from ..deadline import Deadline, Duration, seconds, wait_for
 from ..errors import MachineCrashed, MachineStopped, QMPError, WaitTimeout
+from ..keys import key_for
 from ..logger import AbstractLogger
+from ..ocr import text_variants
 from ..protocol.backdoor import Backdoor
 from ..protocol.monitor import Monitor
 from ..protocol.qmp import QMPClient
 from ..protocol.stream import Stream, StreamEOF
-from .base import BaseMachine
+from .base import BaseMachine, retry
 from .start_command import Sockets, StartCommand
 from .supervisor import Channel, Exit, Supervisor
 
 SERIAL_TAIL = 50
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a timed-out command
+# sed program printing the quoted window names of `xwininfo -root -tree` lines, one per line.
+SED_WINDOW_NAMES = """'s/.*0x[0-9a-f]* "\\([^"]*\\)".*/\\1/; t; d'"""
 LIFECYCLE_EVENTS = {"SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME", "GUEST_PANICKED",
                     "GUEST_CRASHLOADED", "WATCHDOG"}
 
@@ -569,9 +574,137 @@ class QemuMachine(BaseMachine):
             self._screendump_png(Path(filename))
 
     def send_key(self, key: str, delay: float | None = 0.01, log: bool | None = True) -> None:
-        """Press a key (QEMU ``sendkey`` syntax, e.g. ``ctrl-alt-delete``)."""
+        """Press a key: QEMU ``sendkey`` syntax (e.g. ``ctrl-alt-delete``) or one character."""
+        key = key_for(key)
         if log:
             self.log(f"sending key {key!r}")
         self.send_monitor_command(f"sendkey {key}")
         if delay is not None:
             time.sleep(delay)
+
+    def send_chars(self, chars: str, delay: float | None = 0.01) -> None:
+        """Type ``chars`` on the virtual keyboard, e.g. ``send_chars("ls\\n")``."""
+        with self.nested(f"sending keys {chars!r}"):
+            for char in chars:
+                self.send_key(char, delay, log=False)
+
+    def wait_for_monitor_prompt(self) -> str:
+        """Read the monitor up to its next prompt; return what came before it."""
+        return self.monitor.wait_for_prompt(Deadline(60))
+
+    # --- screens and OCR ------------------------------------------------------------------
+    def _ocr(self) -> list[str]:
+        with tempfile.TemporaryDirectory(dir=self.state_dir) as tmp:
+            png = Path(tmp) / "screen.png"
+            self._screendump_png(png)
+            return text_variants(png)
+
+    def get_screen_text_variants(self) -> list[str]:
+        """What the screen shows, read by OCR: one text per image variant."""
+        return self._ocr()
+
+    def get_screen_text(self) -> str:
+        """What the screen shows, read by OCR."""
+        return self._ocr()[0]
+
+    def wait_for_text(self, regex: str, timeout: Duration = 900) -> None:
+        """Wait until OCR of the screen matches ``regex`` (in any variant)."""
+        texts: list[str] = []
+
+        def matches(_last_try: bool) -> bool:
+            nonlocal texts
+            texts = self._ocr()
+            return any(re.search(regex, text) for text in texts)
+
+        with self.nested(f"waiting for {regex} to appear on screen"):
+            try:
+                retry(matches, timeout)
+            except WaitTimeout as exc:
+                raise WaitTimeout(f"/{regex}/ on the screen", exc.timeout,
+                                  f"OCR read {texts[0][-300:] if texts else ''!r}") from None
+
+    # --- X11 (as upstream: through the backdoor and xwininfo) ------------------------------
+    def wait_for_x(self, timeout: Duration = 900) -> None:
+        """Wait until the X server runs (systemd reached the graphical target, X0 socket exists)."""
+        command = ('journalctl -b SYSLOG_IDENTIFIER=systemd | grep -q "Reached target Current graphical"'
+                   " && [ -e /tmp/.X11-unix/X0 ]")
+        with self.nested("waiting for the X11 server"):
+            try:
+                retry(lambda _: self.execute(command)[0] == 0, timeout)
+            except WaitTimeout as exc:
+                raise WaitTimeout("the X11 server", exc.timeout,
+                                  "no graphical target reached or no /tmp/.X11-unix/X0") from None
+
+    def get_window_names(self) -> list[str]:
+        """Names of the X11 windows (``xwininfo -root -tree``)."""
+        return self.succeed(
+            "xwininfo -root -tree | sed " + SED_WINDOW_NAMES).splitlines()
+
+    def wait_for_window(self, regexp: str, timeout: Duration = 900) -> None:
+        """Wait until an X11 window whose name matches ``regexp`` exists."""
+        pattern = re.compile(regexp)
+        names: list[str] = []
+
+        def visible(_last_try: bool) -> bool:
+            nonlocal names
+            names = self.get_window_names()
+            return any(pattern.search(name) for name in names)
+
+        with self.nested(f"waiting for a window matching {regexp}"):
+            try:
+                retry(visible, timeout)
+            except WaitTimeout as exc:
+                raise WaitTimeout(f"a window matching /{regexp}/", exc.timeout,
+                                  f"windows: {', '.join(names) or 'none'}") from None
+
+    # --- networking and interactive use -----------------------------------------------------
+    def forward_port(self, host_port: int = 8080, guest_port: int = 80) -> None:
+        """Forward TCP ``host_port`` on the host to ``guest_port`` in the guest (user networking)."""
+        self.send_monitor_command(f"hostfwd_add tcp::{host_port}-:{guest_port}")
+
+    def block(self) -> None:
+        """Unplug the network cable to the other machines (link of the second NIC down)."""
+        self.send_monitor_command("set_link virtio-net-pci.1 off")
+
+    def unblock(self) -> None:
+        """Plug the cable back in (undo ``block``)."""
+        self.send_monitor_command("set_link virtio-net-pci.1 on")
+
+    def ssh_backdoor_command(self, index: int) -> str:
+        """The ssh command reaching this machine's vsock ssh backdoor number ``index``."""
+        return f"ssh -o User=root vsock/{index}"
+
+    def shell_interact(self, address: str | None = None) -> None:
+        """Connect the terminal (or a socat ``address``) to the guest's root shell; for
+        interactive debugging only.  Ctrl-D or Ctrl-C ends it, and with it the shell."""
+        self.connect()
+        conn = self._conns["shell"]
+        if address is None:
+            address = "READLINE,prompt=$ "
+            self.log("Terminal is ready (there is no initial prompt):")
+        try:
+            subprocess.run(["socat", address, f"FD:{conn.fileno()}"], pass_fds=[conn.fileno()])
+        except KeyboardInterrupt:
+            pass
+
+    def console_interact(self) -> None:
+        """Forward the terminal's input to the serial console (QEMU's stdin); Ctrl-D ends it."""
+        self.log("Terminal is ready (there is no prompt):")
+        while True:
+            try:
+                char = sys.stdin.buffer.read(1)
+            except KeyboardInterrupt:
+                break
+            if not char:
+                self.log("Closing connection to the console")
+                break
+            self.send_console(char.decode(errors="replace"))
+
+    def switch_root(self) -> None:
+        """Go from stage 1 to stage 2 of a machine whose initrd runs the backdoor
+        (NixOS: ``testing.initrdBackdoor`` with systemd in the initrd), then reconnect."""
+        self.wait_for_unit("initrd.target")
+        self.execute("systemctl isolate --no-block initrd-switch-root.target 2>/dev/null >/dev/null",
+                     check_return=False, check_output=False)
+        self.connected = False
+        self.connect()

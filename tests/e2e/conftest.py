@@ -93,3 +93,35 @@ def make_driver(guest: tiny.Guest, tmp_path: Path, private_tmp: Path, log: Log):
     yield make
     for driver in drivers:
         driver.cleanup()
+
+
+@pytest.fixture(scope="session")
+def debian_guest():
+    import debian
+
+    return debian.build()
+
+
+@pytest.fixture(scope="module")
+def debian_vm(debian_guest, tmp_path_factory):
+    """One Debian systemd machine ("deb"), booted to multi-user.target, shared by a module."""
+    import debian
+
+    base = tmp_path_factory.mktemp("debian")
+    tmp = base / "tmp"
+    tmp.mkdir()
+    out = base / "out"
+    out.mkdir()
+    script = debian.write_start_script(base, "deb", debian_guest)
+    log = Log()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TMPDIR", str(tmp))
+        mp.setattr(tempfile, "tempdir", None)
+        driver = Driver([str(script)], [], "", out, log)
+        try:
+            machine = driver.machines[0]
+            machine.wait_for_unit("multi-user.target", timeout=300)
+            yield driver, machine, log
+        finally:
+            driver.cleanup()
+    assert not wait_no_processes(str(tmp))

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import tiny  # noqa: E402
 
 PACKAGES = ["systemd", "systemd-sysv", "udev", "netcat-openbsd", "procps", "iproute2", "kmod",
-            "socat", "psmisc"]
+            "socat", "psmisc", "dbus", "libpam-systemd"]
 STAGE1_MODULES = tiny.WANTED_MODULES + ["virtio_blk", "ext4", "crc32c_generic", "autofs4"]
 
 STAGE1_INIT = r"""#!/bin/busybox sh
@@ -81,6 +81,7 @@ WantedBy=multi-user.target
 Description=TCP echo service on port 8000
 [Service]
 ExecStart=/usr/bin/socat TCP-LISTEN:8000,fork,reuseaddr EXEC:/bin/cat
+SuccessExitStatus=143
 [Install]
 WantedBy=multi-user.target
 """,
@@ -88,6 +89,7 @@ WantedBy=multi-user.target
 Description=Unix socket echo service on /run/echo.sock
 [Service]
 ExecStart=/usr/bin/socat UNIX-LISTEN:/run/echo.sock,fork,unlink-early EXEC:/bin/cat
+SuccessExitStatus=143
 [Install]
 WantedBy=multi-user.target
 """,
@@ -95,6 +97,7 @@ WantedBy=multi-user.target
 Description=TCP service on port 8001 that opens 3 s after it starts
 [Service]
 ExecStart=/bin/sh -c 'sleep 3; exec /usr/bin/socat TCP-LISTEN:8001,fork,reuseaddr EXEC:/bin/cat'
+SuccessExitStatus=143
 """,
     "failing.service": """[Unit]
 Description=A service that fails

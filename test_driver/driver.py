@@ -211,14 +211,16 @@ class Driver:
         """Make one more machine from a start script (or legacy ``{"startCommand": ...}`` dict)."""
         if isinstance(start_command, dict):
             args = start_command
-            start_command = args["startCommand"]
+            script: str = args["startCommand"]
             name = args.get("name", name)
             keep_vm_state = args.get("keep_vm_state", keep_vm_state)
             allow_reboot = args.get("allow_reboot", allow_reboot)
-        command = StartCommand(start_command)
+        else:
+            script = start_command
+        command = StartCommand(script)
         command.validate()
         keep = keep_machine_state if keep_machine_state is not None else keep_vm_state
-        machine = self._new_machine(start_command, name or command.machine_name, keep, allow_reboot)
+        machine = self._new_machine(script, name or command.machine_name, keep, allow_reboot)
         self.machines.append(machine)
         return machine
 

@@ -16,8 +16,9 @@ from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from typing import Any, Iterator, TextIO
 from xml.sax.saxutils import XMLGenerator
+from xml.sax.xmlreader import AttributesImpl
 
-from colorama import Fore, Style
+from colorama import Fore, Style  # type: ignore[import-untyped]
 
 
 class AbstractLogger(ABC):
@@ -121,7 +122,7 @@ class XMLLogger(AbstractLogger):
         self.lock = threading.RLock()
         self.closed = False
         self.xml.startDocument()
-        self.xml.startElement("logfile", attrs={})
+        self.xml.startElement("logfile", AttributesImpl({}))
 
     @staticmethod
     def _clean(text: str) -> str:
@@ -134,7 +135,7 @@ class XMLLogger(AbstractLogger):
             attrs = dict(attributes)
             if kind:
                 attrs["type"] = kind
-            self.xml.startElement("line", attrs)
+            self.xml.startElement("line", AttributesImpl(attrs))
             self.xml.characters(self._clean(message))
             self.xml.endElement("line")
             self.file.flush()
@@ -161,8 +162,8 @@ class XMLLogger(AbstractLogger):
     def nested(self, message: str, attributes: dict[str, str] = {}) -> Iterator[None]:
         with self.lock:
             if not self.closed:
-                self.xml.startElement("nest", attrs={})
-                self.xml.startElement("head", dict(attributes))
+                self.xml.startElement("nest", AttributesImpl({}))
+                self.xml.startElement("head", AttributesImpl(dict(attributes)))
                 self.xml.characters(self._clean(message))
                 self.xml.endElement("head")
         start = time.monotonic()

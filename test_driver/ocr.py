@@ -23,7 +23,7 @@ def _variants(path: Path) -> list["object"]:
 def text_variants(path: Path) -> list[str]:
     """OCR of each variant, in parallel (tesseract runs as separate processes)."""
     try:
-        import pytesseract
+        import pytesseract  # type: ignore[import-untyped]
     except ImportError as exc:
         raise MachineError(f"OCR needs pytesseract: {exc}") from None
     images = _variants(path)

@@ -12,7 +12,7 @@ import time
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..deadline import Deadline, Duration, seconds
 from ..errors import RequestedAssertionFailed, WaitTimeout
@@ -66,13 +66,15 @@ class BaseMachine(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} '{self.name}'>"
 
-    def __getattr__(self, attr: str) -> Any:
-        if attr.startswith("__"):
-            raise AttributeError(attr)
-        close = difflib.get_close_matches(attr, [a for a in dir(type(self)) if not a.startswith("_")])
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        name = self.__dict__.get("name", "?")
-        raise AttributeError(f"machine {name!r} ({type(self).__name__}) has no attribute {attr!r}{hint}")
+    if not TYPE_CHECKING:  # type checkers must still flag unknown attributes
+
+        def __getattr__(self, attr: str) -> Any:
+            if attr.startswith("__"):
+                raise AttributeError(attr)
+            close = difflib.get_close_matches(attr, [a for a in dir(type(self)) if not a.startswith("_")])
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            name = self.__dict__.get("name", "?")
+            raise AttributeError(f"machine {name!r} ({type(self).__name__}) has no attribute {attr!r}{hint}")
 
     # --- logging ---------------------------------------------------------------
     def log(self, msg: str) -> None:

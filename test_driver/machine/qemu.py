@@ -300,13 +300,13 @@ class QemuMachine(BaseMachine):
             else:
                 cause = f"crashed: QEMU {exit.describe()} without a shutdown event"
             crashed = cause.startswith("crashed") and not expected
-            delay = self.restart_policy.next_delay() if crashed and self.restart_policy else None
-            if delay is not None and not self._released.is_set():
-                cause += (f"; restarting it in {delay:g}s (restart {self.restart_policy.restarts}"
-                          f" of {self.restart_policy.max_restarts})")
+            policy = self.restart_policy
+            delay = policy.next_delay() if crashed and policy else None
+            if policy and delay is not None and not self._released.is_set():
+                cause += f"; restarting it in {delay:g}s (restart {policy.restarts} of {policy.max_restarts})"
                 self.restarting = True
-            elif crashed and self.restart_policy:
-                cause += f"; no restart left (max_restarts={self.restart_policy.max_restarts})"
+            elif crashed and policy:
+                cause += f"; no restart left (max_restarts={policy.max_restarts})"
             self.post_mortem = PostMortem(self.name, cause, exit, list(self.serial_tail), events,
                                           self.running_command, self._panic_screenshot)
             if crashed:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..deadline import Deadline, Duration, seconds, wait_for
-from ..errors import MachineCrashed, MachineStopped, QMPError, WaitTimeout
+from ..errors import MachineCrashed, MachineError, MachineStopped, QMPError, WaitTimeout
 from ..keys import key_for
 from ..logger import AbstractLogger
 from ..ocr import text_variants
@@ -662,13 +662,20 @@ class QemuMachine(BaseMachine):
         """Forward TCP ``host_port`` on the host to ``guest_port`` in the guest (user networking)."""
         self.send_monitor_command(f"hostfwd_add tcp::{host_port}-:{guest_port}")
 
+    def _set_link(self, up: bool) -> None:
+        answer = self.send_monitor_command(f"set_link virtio-net-pci.1 {'on' if up else 'off'}")
+        if "not found" in answer or "rror" in answer:
+            raise MachineError(f"machine {self.name!r} has no second network interface (virtio-net-pci.1) "
+                               f"to {'unblock' if up else 'block'}: {answer.strip()}")
+
     def block(self) -> None:
-        """Unplug the network cable to the other machines (link of the second NIC down)."""
-        self.send_monitor_command("set_link virtio-net-pci.1 off")
+        """Unplug the network cable to the other machines: the link of the second NIC
+        (eth1, virtio-net-pci.1) goes down; eth0 (user-mode networking) stays up."""
+        self._set_link(False)
 
     def unblock(self) -> None:
         """Plug the cable back in (undo ``block``)."""
-        self.send_monitor_command("set_link virtio-net-pci.1 on")
+        self._set_link(True)
 
     def ssh_backdoor_command(self, index: int) -> str:
         """The ssh command reaching this machine's vsock ssh backdoor number ``index``."""

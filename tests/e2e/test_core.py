@@ -128,3 +128,20 @@ def test_create_machine_and_symbols(pair, guest, tmp_path):
                  "Machine", "alpha", "beta", "extra"):
         assert name in symbols
     assert extra.succeed("hostname") == "extra\n"
+
+
+def test_block_without_a_second_nic_is_a_clear_error(pair):
+    from test_driver.errors import MachineError
+
+    with pytest.raises(MachineError, match="no second network interface"):
+        pair.machines[0].block()
+
+
+def test_generate_driver_symbols(tmp_path):
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", "import test_driver; test_driver.generate_driver_symbols()"],
+                   cwd=tmp_path, check=True, timeout=60)
+    symbols = (tmp_path / "driver-symbols").read_text().split(",")
+    assert {"start_all", "subtest", "polling_condition", "create_machine", "Machine"} <= set(symbols)

@@ -218,3 +218,50 @@ def test_reboot_with_allow_reboot(debian_vm):
     assert deb.succeed("cat /proc/sys/kernel/random/boot_id") != boot_id
     assert deb.is_up()
     deb.wait_for_unit("multi-user.target", timeout=300)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_forward_port_reaches_the_guest_service(debian_vm):
+    import socket
+
+    _, deb, _ = debian_vm
+    deb.wait_for_open_port(8000)
+    port = free_port()
+    deb.forward_port(port, 8000)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(b"through the forward\n")
+        conn.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := conn.recv(4096):
+            reply += chunk
+    assert reply == b"through the forward\n"
+
+
+def test_block_and_unblock_take_the_link_down_and_up(debian_vm):
+    _, deb, _ = debian_vm
+    deb.wait_until_succeeds("test $(cat /sys/class/net/eth1/carrier) = 1", timeout=30)
+    deb.block()
+    deb.wait_until_succeeds("test $(cat /sys/class/net/eth1/carrier) = 0", timeout=30)
+    assert deb.succeed("cat /sys/class/net/eth0/carrier") == "1\n"  # eth0 stays up
+    deb.unblock()
+    deb.wait_until_succeeds("test $(cat /sys/class/net/eth1/carrier) = 1", timeout=30)
+
+
+def test_retry(debian_vm):
+    from test_driver.machine import retry
+
+    _, deb, _ = debian_vm
+    seen: list[bool] = []
+    deb.succeed("rm -f /tmp/flag; (sleep 1; touch /tmp/flag) >/dev/null 2>&1 &")
+    retry(lambda last: seen.append(last) or deb.execute("test -e /tmp/flag")[0] == 0, timeout=30)
+    assert len(seen) >= 2 and not any(seen)
+    with pytest.raises(WaitTimeout):
+        retry(lambda last: seen.append(last) or False, timeout_seconds=0.5)
+    assert seen[-1] is True  # the last call is told it is the last

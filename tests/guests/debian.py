@@ -105,6 +105,19 @@ Description=A service that fails
 Type=oneshot
 ExecStart=/bin/sh -c 'echo failing on purpose; exit 1'
 """,
+    # NixOS's layout: eth0 user-mode networking (slirp's fixed address), eth1 the machine's
+    # link to the others (here a second user-mode network standing in for a VLAN).
+    "../network/10-eth0.network": """[Match]
+Name=eth0
+[Network]
+Address=10.0.2.15/24
+Gateway=10.0.2.2
+""",
+    "../network/20-eth1.network": """[Match]
+Name=eth1
+[Network]
+Address=10.0.3.15/24
+""",
     "tmp-shared.mount": """[Unit]
 Description=The driver's shared directory
 ConditionPathExists=/sys/bus/virtio/drivers/9pnet_virtio
@@ -125,10 +138,11 @@ disk="${{TMPDIR:?}}/{name}.qcow2"
 [ -e "$disk" ] || qemu-img create -q -f qcow2 -F raw -b {image} "$disk"
 exec qemu-system-x86_64 -name {name} -accel tcg -smp 1 -m {memory} {firmware}\\
   -kernel {kernel} -initrd {initrd} \\
-  -append "console=ttyS0 panic=-1 quiet root=/dev/vda systemd.hostname={name} {append} $QEMU_KERNEL_PARAMS" \\
+  -append "console=ttyS0 panic=-1 quiet root=/dev/vda net.ifnames=0 systemd.hostname={name} {append} $QEMU_KERNEL_PARAMS" \\
   -drive file="$disk",if=virtio,format=qcow2 \\
   -virtfs local,path="${{SHARED_DIR:?SHARED_DIR must be set}}",security_model=none,mount_tag=shared \\
   -netdev user,id=user.0 -device virtio-net-pci,netdev=user.0,romfile= \\
+  -netdev user,id=link.1,net=10.0.3.0/24 -device virtio-net-pci,netdev=link.1,romfile= \\
   -device pvpanic-pci \\
   $QEMU_OPTS "$@"
 """
@@ -166,10 +180,11 @@ def customize(root: Path) -> None:
         (units / name).write_text(text)
     wants = units / "multi-user.target.wants"
     wants.mkdir(exist_ok=True)
-    for name in ("backdoor.service", "echo-tcp.service", "echo-unix.service", "tmp-shared.mount"):
-        link = wants / name
+    for name in ("backdoor.service", "echo-tcp.service", "echo-unix.service", "tmp-shared.mount",
+                 "/lib/systemd/system/systemd-networkd.service"):
+        link = wants / Path(name).name
         if not link.is_symlink():
-            link.symlink_to(f"/etc/systemd/system/{name}")
+            link.symlink_to(name if name.startswith("/") else f"/etc/systemd/system/{name}")
     # hvc0 is the backdoor and the serial console its stderr: no login prompts there.  The ext4 scrub
     # and periodic jobs only slow a test VM down under TCG (e2scrub_reap holds up
     # multi-user.target for minutes).

@@ -115,6 +115,12 @@ class Guest:
         return self.directory / "vmlinux"
 
     @property
+    def bzimage(self) -> Path:
+        """The compressed kernel, booted the classic way: it gets the VGA text console
+        from the BIOS (a PVH-booted kernel has no screen)."""
+        return self.directory / "vmlinuz"
+
+    @property
     def initrd(self) -> Path:
         return self.directory / "initrd"
 
@@ -276,6 +282,7 @@ def build(cache: Path | None = None) -> Guest:
     staging = Path(tempfile.mkdtemp(dir=cache, prefix=".building-"))
     try:
         (staging / "vmlinux").write_bytes(extract_vmlinux(root / "boot" / f"vmlinuz-{version}"))
+        shutil.copy(root / "boot" / f"vmlinuz-{version}", staging / "vmlinuz")
         (staging / "initrd").write_bytes(gzip.compress(build_initrd(modules), 1))
         os.rename(staging, guest.directory)  # atomic: concurrent builders never see half a guest
     except OSError:
@@ -290,14 +297,15 @@ def write_start_script(directory: Path, name: str, guest: Guest | None = None,
                        append: str = "", memory: int = 512, seabios: bool = False) -> Path:
     """Write DIRECTORY/run-NAME-vm starting the tiny guest, like NixOS's start scripts.
 
-    By default the guest boots with qboot (0.5 s faster than SeaBIOS under TCG);
-    ``seabios=True`` keeps SeaBIOS, whose VGA BIOS sets up the text console that
-    screenshots show.
+    By default the guest boots the uncompressed kernel through PVH with qboot (about
+    1.5 s faster under TCG), without a screen; ``seabios=True`` boots the bzImage with
+    SeaBIOS, whose VGA BIOS sets up the text console that screenshots show.
     """
     guest = guest or build()
     path = Path(directory) / f"run-{name}-vm"
     firmware = "" if seabios else "-bios qboot.rom "
-    path.write_text(START_SCRIPT.format(name=name, kernel=guest.kernel, initrd=guest.initrd,
+    kernel = guest.bzimage if seabios else guest.kernel
+    path.write_text(START_SCRIPT.format(name=name, kernel=kernel, initrd=guest.initrd,
                                         append=append, memory=memory, firmware=firmware))
     path.chmod(0o755)
     return path

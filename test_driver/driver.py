@@ -74,6 +74,9 @@ class Driver:
     def _new_machine(self, start_command: str, name: str, keep_vm_state: bool | None = None,
                      allow_reboot: bool = False) -> QemuMachine:
         keep = self.keep_vm_state if keep_vm_state is None else keep_vm_state
+        kept_state = self.base_tmp / f"vm-state-{name}"
+        if not keep and kept_state.exists():
+            shutil.rmtree(kept_state)  # as upstream: a run without -K resets the kept state
         socket_dir = self.socket_root / name
         socket_dir.mkdir(mode=0o700, exist_ok=True)
         machine = QemuMachine(
@@ -81,7 +84,7 @@ class Driver:
             logger=self.logger, name=name, keep_machine_state=keep,
             callbacks=[self.check_polling_conditions], allow_reboot=allow_reboot,
             # Kept state must be found again by the next run, so it lives at upstream's path.
-            state_dir=(self.base_tmp / f"vm-state-{name}") if keep else None,
+            state_dir=kept_state if keep else None,
             socket_dir=socket_dir)
         for vlan in self.vlans:
             machine.extra_env.update(vlan.env)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measure the driver against the machine's limits on the tiny guest, in one run.
 
-    python3 benchmarks/run.py [--runs 3] [--json results.json] [--quick]
+    python3 benchmarks/run.py [--runs 3] [--json results.json] [--guest tiny|debian] [--only ...]
 
 Each figure is min/median/max over --runs runs.  Ratios compare with the limit
 measured in the same run on the same guest and QEMU flags:
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "guests"))
+import debian  # noqa: E402
 import tiny  # noqa: E402
 
 from test_driver.deadline import Deadline  # noqa: E402
@@ -120,12 +121,14 @@ def percentile(values: list[float], p: float) -> float:
 
 
 class Bench:
-    def __init__(self, runs: int, calls: int, work: Path, guest: tiny.Guest) -> None:
-        self.runs, self.calls, self.work, self.guest = runs, calls, work, guest
+    def __init__(self, runs: int, calls: int, work: Path, kind: str) -> None:
+        self.runs, self.calls, self.work = runs, calls, work
+        self.builder = debian if kind == "debian" else tiny
+        self.guest = self.builder.build()
         self.results: dict[str, dict] = {}
 
     def script(self, name: str) -> Path:
-        return tiny.write_start_script(self.work, name, self.guest)
+        return self.builder.write_start_script(self.work, name, self.guest)
 
     def driver(self, names: list[str]) -> Driver:
         return Driver([str(self.script(n)) for n in names], [], "", self.work, quiet_logger())
@@ -148,12 +151,16 @@ class Bench:
         for _ in range(self.runs):
             guest = RawGuest(self.script("cmdraw"), self.work)
             guest.wait_greeting()
+            if self.builder is debian:  # measure a settled system, not one still booting
+                guest.roundtrip(b"systemctl is-system-running --wait >/dev/null 2>&1; echo ready\n", b"ready\n")
             r = [guest.roundtrip(b"echo\n", b"\n") for _ in range(self.calls)]
             u = [guest.upstream_succeed_true() for _ in range(max(30, self.calls // 10))]
             guest.close()
             with self.driver(["cmddrv"]) as driver:
                 machine = driver.machines[0]
                 machine.succeed("true")
+                if self.builder is debian:
+                    machine.succeed("systemctl is-system-running --wait >/dev/null 2>&1 || true")
                 o = []
                 for _ in range(self.calls):
                     tic = time.monotonic()
@@ -253,10 +260,10 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=10)
     parser.add_argument("--json", type=Path, default=Path("benchmark-results.json"))
     parser.add_argument("--only", nargs="*", help="sections to run")
+    parser.add_argument("--guest", choices=["tiny", "debian"], default="tiny")
     args = parser.parse_args()
-    guest = tiny.build()
     with tempfile.TemporaryDirectory(prefix="td-bench-", dir="/tmp") as work:
-        bench = Bench(args.runs, args.calls, Path(work), guest)
+        bench = Bench(args.runs, args.calls, Path(work), args.guest)
         sections: dict[str, Callable[[], None]] = {
             "boot": bench.boot, "command": bench.command, "crash": bench.crash,
             "start_all": bench.start_all, "throughput": bench.throughput,
@@ -266,6 +273,7 @@ def main() -> None:
                 continue
             print(f"running {name} ...", file=sys.stderr, flush=True)
             run()
+    print(f"guest: {args.guest}")
     print(table(bench.results))
     args.json.write_text(json.dumps(bench.results, indent=2))
     print(f"\nwritten to {args.json}")

@@ -13,7 +13,7 @@ import threading
 import time
 import zlib
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator, TextIO
 from xml.sax.saxutils import XMLGenerator
 from xml.sax.xmlreader import AttributesImpl
@@ -218,22 +218,14 @@ class CompositeLogger(AbstractLogger):
 
     @contextmanager
     def nested(self, message: str, attributes: dict[str, str] = {}) -> Iterator[None]:
-        with _enter_all([logger.nested(message, attributes) for logger in self.logger_list]):
+        with ExitStack() as stack:
+            for logger in self.logger_list:
+                stack.enter_context(logger.nested(message, attributes))
             yield
 
     def close(self) -> None:
         for logger in self.logger_list:
             logger.close()
-
-
-@contextmanager
-def _enter_all(managers: list[Any]) -> Iterator[None]:
-    from contextlib import ExitStack
-
-    with ExitStack() as stack:
-        for manager in managers:
-            stack.enter_context(manager)
-        yield
 
 
 rootlog: AbstractLogger = CompositeLogger([TerminalLogger()])

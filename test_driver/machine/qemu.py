@@ -152,10 +152,6 @@ class QemuMachine(BaseMachine):
     def _junk(self, data: bytes) -> None:
         self.log(f"unexpected output on the backdoor shell, skipped: {data[:200]!r}")
 
-    def _check_running(self) -> None:
-        if self.stopped is not None and not self.booted:
-            raise self.stopped
-
     # --- starting --------------------------------------------------------------------
     def start(self, allow_reboot: bool = False) -> None:
         """Start QEMU; returns once QEMU runs (QMP and monitor answer), not when the guest
@@ -167,6 +163,10 @@ class QemuMachine(BaseMachine):
         with self.lock:
             if self.booted:
                 return
+        if self.supervisor is not None:  # the last run has ended: join it, close its pipes
+            self.supervisor.terminate()
+        for conn in self._conns.values():
+            conn.close()
         self.log("starting vm")
         listeners = {}
         for which, path in (("shell", self.sockets.shell), ("qmp", self.sockets.qmp),

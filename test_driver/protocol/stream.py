@@ -102,11 +102,3 @@ class Stream:
             del self.buf[:n]
             self.scanned = 0
             return data
-
-    def take_all(self) -> bytes:
-        """Consume whatever is buffered now."""
-        with self.cond:
-            data = bytes(self.buf)
-            self.buf.clear()
-            self.scanned = 0
-            return data

@@ -124,3 +124,19 @@ def test_start_all_boots_in_parallel(make_driver):
     assert all(m.is_up() for m in driver.machines)
     # 3 guests on 2 cores: well under three sequential boots (exact figures: benchmarks/run.py).
     assert three < 0.9 * 3 * one, (one, three)
+
+
+def test_crash_and_restart_cycles_leak_no_fds_or_threads(make_driver):
+    driver = make_driver(["cycler"])
+    machine = driver.machines[0]
+    machine.succeed("true")
+    fds = len(os.listdir("/proc/self/fd"))
+    threads = threading.active_count()
+    for _ in range(3):
+        os.kill(machine.pid, signal.SIGKILL)
+        with pytest.raises(MachineCrashed):
+            machine.succeed("sleep 30")
+        machine.start()
+        machine.succeed("true")
+    assert len(os.listdir("/proc/self/fd")) == fds
+    assert threading.active_count() == threads

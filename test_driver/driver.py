@@ -48,6 +48,7 @@ class Driver:
                                   f"{names[command.machine_name]} and {command.command}")
             names[command.machine_name] = command.command
 
+        vlan_numbers = self._vlan_numbers(vlans or [])
         self.base_tmp = Path(tempfile.gettempdir())
         self.tmp_dir = Path(tempfile.mkdtemp(prefix="nixos-test-driver-", dir=self.base_tmp))
         # Unix socket paths are limited to 107 bytes: with a long TMPDIR the sockets
@@ -57,12 +58,25 @@ class Driver:
             self.socket_root = Path(tempfile.mkdtemp(prefix="td-", dir="/tmp"))
         try:
             with self.logger.nested("start all VLans"):
-                self.vlans = [VLan(nr, self.tmp_dir, self.logger) for nr in sorted(set(map(int, vlans or [])))]
+                self.vlans = [VLan(nr, self.socket_root, self.logger) for nr in vlan_numbers]
             self.machines = [self._new_machine(command.command, command.machine_name)
                              for command in commands]
         except BaseException:
             self.cleanup()
             raise
+
+    @staticmethod
+    def _vlan_numbers(vlans: list[int] | list[str]) -> list[int]:
+        numbers = set()
+        for vlan in vlans:
+            try:
+                number = int(vlan)
+            except (TypeError, ValueError):
+                number = -1
+            if not 0 < number < 256:
+                raise DriverError(f"bad VLAN number {vlan!r}: VLANs are numbered 1 to 255")
+            numbers.add(number)
+        return sorted(numbers)
 
     def _compile(self, tests: str) -> CodeType:
         try:

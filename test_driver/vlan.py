@@ -6,6 +6,7 @@ import os
 import select
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 from .deadline import Deadline
@@ -34,12 +35,23 @@ class VLan:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=_die_with_parent)
         self.pid = self.process.pid
+        self.stopping = False
+        self.died: str | None = None  # why the switch ended, if it died during the test
         try:
             self._wait_ready(Deadline(timeout))
         except BaseException:
             self.stop()
             raise
+        self.watcher = threading.Thread(target=self._watch, name=f"vlan{nr}-watch", daemon=True)
+        self.watcher.start()
         logger.info(f"running vlan (pid {self.pid}; ctl {self.socket_dir})")
+
+    def _watch(self) -> None:
+        """Report at once a switch that dies while the test still needs it."""
+        status = self.process.wait()
+        if not self.stopping:
+            self.died = f"vde_switch of vlan {self.nr} (pid {self.pid}) died with status {status}"
+            self.logger.error(f"{self.died}: machines on vlan {self.nr} are cut off from each other")
 
     @property
     def env(self) -> dict[str, str]:
@@ -63,6 +75,7 @@ class VLan:
 
     def stop(self) -> None:
         """Terminate the switch (SIGKILL after 5 s) and remove its socket directory."""
+        self.stopping = True
         if self.process.poll() is None:
             self.logger.info(f"kill vlan (pid {self.pid})")
             self.process.terminate()

@@ -66,10 +66,16 @@ for arg in $(cat /proc/cmdline); do
   case "$arg" in
     td.hostname=*) hostname "${arg#td.hostname=}" ;;
     td.ip=*) echo "${arg#td.ip=}" >> /run/td-ips ;;
+    td.hosts=*) echo "${arg#td.hosts=}" | tr , '\n' | while IFS=: read -r n a; do echo "$a $n"; done >> /run/td-hosts ;;
   esac
 done
 echo "127.0.0.1 localhost $(hostname)" > /etc/hosts
+[ -e /run/td-hosts ] && cat /run/td-hosts >> /etc/hosts
 ip link set lo up
+# td.ip=IFACE:ADDRESS/PREFIX: static addresses on the VLAN interfaces (eth1, eth2, ...).
+[ -e /run/td-ips ] && while IFS=: read -r dev addr; do
+  ip link set "$dev" up && ip addr add "$addr" dev "$dev"
+done < /run/td-ips
 if grep -q shared /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag 2>/dev/null; then
   mkdir -p /tmp/shared
   mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 shared /tmp/shared
@@ -99,7 +105,7 @@ exec qemu-system-x86_64 -name {name} -accel tcg -smp 1 -m {memory} {firmware}\\
   -append "console=ttyS0 panic=-1 quiet td.hostname={name} {append} $QEMU_KERNEL_PARAMS" \\
   -virtfs local,path="${{SHARED_DIR:?SHARED_DIR must be set}}",security_model=none,mount_tag=shared \\
   -netdev user,id=user.0 -device virtio-net-pci,netdev=user.0,romfile= \\
-  -device pvpanic-pci \\
+  -device pvpanic-pci {vlan_args}\\
   $QEMU_OPTS "$@"
 """
 
@@ -293,8 +299,26 @@ def build(cache: Path | None = None) -> Guest:
     return guest
 
 
+def vlan_options(vlans: dict[int, int], hosts: dict[str, str]) -> tuple[str, str]:
+    """QEMU arguments and kernel parameters putting a machine on VLANs, as NixOS does.
+
+    ``vlans`` maps VLAN number -> this machine's number n on it: NIC eth1, eth2, ... in
+    VLAN order, attached to the switch at ``$QEMU_VDE_SOCKET_<vlan>``, address
+    192.168.<vlan>.<n>/24.  ``hosts`` (name -> address) goes to /etc/hosts.
+    """
+    args, params = [], []
+    for index, (vlan, n) in enumerate(sorted(vlans.items()), start=1):
+        args.append(f'-netdev vde,id=vlan{vlan},sock="${{QEMU_VDE_SOCKET_{vlan}:?no switch for vlan {vlan}}}" '
+                    f"-device virtio-net-pci,netdev=vlan{vlan},mac=52:54:00:12:{vlan:02x}:{n:02x},romfile=")
+        params.append(f"td.ip=eth{index}:192.168.{vlan}.{n}/24")
+    if hosts:
+        params.append("td.hosts=" + ",".join(f"{name}:{addr}" for name, addr in hosts.items()))
+    return " ".join(args), " ".join(params)
+
+
 def write_start_script(directory: Path, name: str, guest: Guest | None = None,
-                       append: str = "", memory: int = 512, seabios: bool = False) -> Path:
+                       append: str = "", memory: int = 512, seabios: bool = False,
+                       vlans: dict[int, int] | None = None, hosts: dict[str, str] | None = None) -> Path:
     """Write DIRECTORY/run-NAME-vm starting the tiny guest, like NixOS's start scripts.
 
     By default the guest boots the uncompressed kernel through PVH with qboot (about
@@ -305,8 +329,10 @@ def write_start_script(directory: Path, name: str, guest: Guest | None = None,
     path = Path(directory) / f"run-{name}-vm"
     firmware = "" if seabios else "-bios qboot.rom "
     kernel = guest.bzimage if seabios else guest.kernel
-    path.write_text(START_SCRIPT.format(name=name, kernel=kernel, initrd=guest.initrd,
-                                        append=append, memory=memory, firmware=firmware))
+    vlan_args, vlan_params = vlan_options(vlans or {}, hosts or {})
+    path.write_text(START_SCRIPT.format(
+        name=name, kernel=kernel, initrd=guest.initrd, append=f"{append} {vlan_params}".strip(),
+        memory=memory, firmware=firmware, vlan_args=f"\\\n  {vlan_args} " if vlan_args else ""))
     path.chmod(0o755)
     return path
 

@@ -106,12 +106,12 @@ def test_dead_switch_is_reported_not_hung_on(guest, tmp_path, private_tmp, log):
         assert time.monotonic() - start < 10
 
 
-@pytest.mark.parametrize("ending", ["passes", "fails", "sigterm"])
 def switch_dirs() -> set[str]:
     """The driver's short socket directories (/tmp/td-*) that hold a VLAN's switch directory."""
     return {p for p in os.listdir("/tmp") if p.startswith("td-") and os.path.exists(f"/tmp/{p}/vde1.ctl")}
 
 
+@pytest.mark.parametrize("ending", ["passes", "fails", "sigterm"])
 def test_switches_gone_after_the_driver_ends(guest, tmp_path, private_tmp, ending):
     before = vde_pids()
     dirs_before = switch_dirs()

@@ -346,12 +346,18 @@ def main() -> None:
     script.add_argument("directory", type=Path)
     script.add_argument("--append", default="", help="extra kernel parameters")
     script.add_argument("--seabios", action="store_true", help="boot with SeaBIOS (VGA text console)")
+    script.add_argument("--vlan", action="append", default=[], metavar="VLAN:N",
+                        help="a NIC on VLAN with address 192.168.VLAN.N (repeatable)")
+    script.add_argument("--host", action="append", default=[], metavar="NAME:ADDRESS",
+                        help="an /etc/hosts entry (repeatable)")
     args = parser.parse_args()
     if args.cmd == "build":
         print(build().directory)
     else:
+        vlans = {int(v): int(n) for v, n in (item.split(":") for item in args.vlan)}
+        hosts = dict(item.split(":", 1) for item in args.host)
         print(write_start_script(args.directory, args.name, append=args.append,
-                                 seabios=args.seabios))
+                                 seabios=args.seabios, vlans=vlans, hosts=hosts))
 
 
 if __name__ == "__main__":

@@ -37,13 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "guest
 import debian  # noqa: E402
 import tiny  # noqa: E402
 
-from test_driver.deadline import Deadline  # noqa: E402
 from test_driver.driver import Driver  # noqa: E402
 from test_driver.errors import MachineCrashed  # noqa: E402
 from test_driver.logger import CompositeLogger, TerminalLogger  # noqa: E402
 from test_driver.machine.start_command import Sockets, StartCommand  # noqa: E402
-from test_driver.protocol.backdoor import GREETING  # noqa: E402
-from test_driver.protocol.stream import Stream  # noqa: E402
 
 
 def quiet_logger() -> CompositeLogger:

@@ -40,6 +40,15 @@ def retry(fn: Callable[[bool], Any], timeout_seconds: Duration = 900,
         raise WaitTimeout("the condition to hold", limit, f"still false after {deadline.elapsed():.2f}s")
 
 
+def wait_until(check: Callable[[], bool], timeout: Duration, what: str,
+               last_state: Callable[[], str]) -> None:
+    """``retry`` ``check`` until it holds; on timeout, say what was awaited and the last state seen."""
+    try:
+        retry(lambda _last: check(), timeout)
+    except WaitTimeout as exc:
+        raise WaitTimeout(what, exc.timeout, last_state()) from None
+
+
 def make_command(args: list[Any]) -> str:
     return " ".join(shlex.quote(str(arg)) for arg in args)
 
@@ -164,16 +173,13 @@ class BaseMachine(ABC):
         output = ""
         status = -1
 
-        def check(_last_try: bool) -> bool:
+        def check() -> bool:
             nonlocal output, status
             status, output = self.execute(command, timeout=timeout)
             return (status == 0) == want_success
 
-        try:
-            retry(check, timeout)
-        except WaitTimeout as exc:
-            raise WaitTimeout(f"`{command}` to {'succeed' if want_success else 'fail'}",
-                              exc.timeout, f"exit status {status}, output {output[-200:]!r}") from None
+        wait_until(check, timeout, f"`{command}` to {'succeed' if want_success else 'fail'}",
+                   lambda: f"exit status {status}, output {output[-200:]!r}")
         return output
 
     def wait_until_succeeds(self, command: str, timeout: Duration = 900) -> str:
@@ -224,7 +230,7 @@ class BaseMachine(ABC):
         is inactive with no job pending."""
         state = "unknown"
 
-        def check_active(_last_try: bool) -> bool:
+        def check_active() -> bool:
             nonlocal state
             state = self.get_unit_property(unit, "ActiveState", user)
             if state == "failed":
@@ -236,11 +242,7 @@ class BaseMachine(ABC):
             return state == "active"
 
         with self.nested(f"waiting for unit {unit}" + (f" with user {user}" if user else "")):
-            try:
-                retry(check_active, timeout)
-            except WaitTimeout as exc:
-                raise WaitTimeout(f"unit {unit} to become active", exc.timeout,
-                                  f"ActiveState={state}") from None
+            wait_until(check_active, timeout, f"unit {unit} to become active", lambda: f"ActiveState={state}")
 
     def wait_for_job(self, jobname: str) -> None:
         """Old name: wait until the systemd unit ``jobname`` is active."""
@@ -265,11 +267,8 @@ class BaseMachine(ABC):
     # --- files and ports -------------------------------------------------------------
     def _wait_for_status(self, command: str, want_zero: bool, what: str, timeout: Duration) -> None:
         with self.nested(f"waiting for {what}"):
-            try:
-                retry(lambda _: (self.execute(command)[0] == 0) == want_zero, timeout)
-            except WaitTimeout as exc:
-                raise WaitTimeout(what, exc.timeout, f"`{command}` still "
-                                  f"{'fails' if want_zero else 'succeeds'}") from None
+            wait_until(lambda: (self.execute(command)[0] == 0) == want_zero, timeout, what,
+                       lambda: f"`{command}` still {'fails' if want_zero else 'succeeds'}")
 
     def wait_for_file(self, filename: str, timeout: Duration = 900) -> None:
         """Wait until ``filename`` exists in the machine."""
@@ -339,16 +338,13 @@ class BaseMachine(ABC):
         matcher = re.compile(regexp)
         text = ""
 
-        def matches(_last_try: bool) -> bool:
+        def matches() -> bool:
             nonlocal text
             text = self.get_tty_text(tty)
             return matcher.search(text) is not None
 
         with self.nested(f"waiting for {regexp} to appear on tty {tty}"):
-            try:
-                retry(matches, timeout)
-            except WaitTimeout as exc:
-                raise WaitTimeout(f"/{regexp}/ on tty{tty}", exc.timeout, f"tty shows {text[-300:]!r}") from None
+            wait_until(matches, timeout, f"/{regexp}/ on tty{tty}", lambda: f"tty shows {text[-300:]!r}")
 
     def dump_tty_contents(self, tty: str) -> None:
         """Log the contents of virtual terminal ``tty``."""

@@ -25,7 +25,7 @@ from ..protocol.backdoor import Backdoor
 from ..protocol.monitor import Monitor
 from ..protocol.qmp import QMPClient
 from ..protocol.stream import Stream, StreamEOF
-from .base import BaseMachine, retry
+from .base import BaseMachine, wait_until
 from .start_command import Sockets, StartCommand
 from .supervisor import Channel, Exit, Supervisor
 
@@ -424,8 +424,8 @@ class QemuMachine(BaseMachine):
         except WaitTimeout:
             pass
         self.log(f"command `{command}` exceeded its timeout of {timeout:g}s; stopping it")
-        for signal in ("TERM", "KILL"):
-            self.shell.interrupt(nonce, signal)
+        for sig in ("TERM", "KILL"):
+            self.shell.interrupt(nonce, sig)
             try:
                 _, out = self.shell.reply(nonce, Deadline(KILL_GRACE))
                 return 124, out
@@ -611,17 +611,14 @@ class QemuMachine(BaseMachine):
         """Wait until OCR of the screen matches ``regex`` (in any variant)."""
         texts: list[str] = []
 
-        def matches(_last_try: bool) -> bool:
+        def matches() -> bool:
             nonlocal texts
             texts = self._ocr()
             return any(re.search(regex, text) for text in texts)
 
         with self.nested(f"waiting for {regex} to appear on screen"):
-            try:
-                retry(matches, timeout)
-            except WaitTimeout as exc:
-                raise WaitTimeout(f"/{regex}/ on the screen", exc.timeout,
-                                  f"OCR read {texts[0][-300:] if texts else ''!r}") from None
+            wait_until(matches, timeout, f"/{regex}/ on the screen",
+                       lambda: f"OCR read {texts[0][-300:] if texts else ''!r}")
 
     # --- X11 (as upstream: through the backdoor and xwininfo) ------------------------------
     def wait_for_x(self, timeout: Duration = 900) -> None:
@@ -629,11 +626,8 @@ class QemuMachine(BaseMachine):
         command = ('journalctl -b SYSLOG_IDENTIFIER=systemd | grep -q "Reached target Current graphical"'
                    " && [ -e /tmp/.X11-unix/X0 ]")
         with self.nested("waiting for the X11 server"):
-            try:
-                retry(lambda _: self.execute(command)[0] == 0, timeout)
-            except WaitTimeout as exc:
-                raise WaitTimeout("the X11 server", exc.timeout,
-                                  "no graphical target reached or no /tmp/.X11-unix/X0") from None
+            wait_until(lambda: self.execute(command)[0] == 0, timeout, "the X11 server",
+                       lambda: "no graphical target reached or no /tmp/.X11-unix/X0")
 
     def get_window_names(self) -> list[str]:
         """Names of the X11 windows (``xwininfo -root -tree``)."""
@@ -645,17 +639,14 @@ class QemuMachine(BaseMachine):
         pattern = re.compile(regexp)
         names: list[str] = []
 
-        def visible(_last_try: bool) -> bool:
+        def visible() -> bool:
             nonlocal names
             names = self.get_window_names()
             return any(pattern.search(name) for name in names)
 
         with self.nested(f"waiting for a window matching {regexp}"):
-            try:
-                retry(visible, timeout)
-            except WaitTimeout as exc:
-                raise WaitTimeout(f"a window matching /{regexp}/", exc.timeout,
-                                  f"windows: {', '.join(names) or 'none'}") from None
+            wait_until(visible, timeout, f"a window matching /{regexp}/",
+                       lambda: f"windows: {', '.join(names) or 'none'}")
 
     # --- networking and interactive use -----------------------------------------------------
     def forward_port(self, host_port: int = 8080, guest_port: int = 80) -> None:

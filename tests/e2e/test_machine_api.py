@@ -6,7 +6,6 @@ import hashlib
 import inspect
 import os
 import time
-from pathlib import Path
 
 import pytest
 

@@ -18,7 +18,6 @@ image there), so the base image stays untouched and ``--keep-vm-state`` works.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import os
@@ -266,19 +265,7 @@ def write_start_script(directory: Path, name: str, guest: DebianGuest | None = N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("build")
-    script = sub.add_parser("start-script")
-    script.add_argument("name")
-    script.add_argument("directory", type=Path)
-    script.add_argument("--append", default="")
-    script.add_argument("--seabios", action="store_true")
-    args = parser.parse_args()
-    if args.cmd == "build":
-        print(build().directory)
-    else:
-        print(write_start_script(args.directory, args.name, append=args.append, seabios=args.seabios))
+    tiny.run_cli(__doc__ or "", build, write_start_script, vlans=False)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 WANTED_MODULES = [
     "virtio_pci",
@@ -337,8 +338,10 @@ def write_start_script(directory: Path, name: str, guest: Guest | None = None,
     return path
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_cli(doc: str, build: Callable[[], Guest], write_start_script: Callable[..., Path],
+            vlans: bool) -> None:
+    """The command line of a guest builder: ``build``, ``start-script NAME DIR [options]``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("build")
     script = sub.add_parser("start-script")
@@ -346,18 +349,24 @@ def main() -> None:
     script.add_argument("directory", type=Path)
     script.add_argument("--append", default="", help="extra kernel parameters")
     script.add_argument("--seabios", action="store_true", help="boot with SeaBIOS (VGA text console)")
-    script.add_argument("--vlan", action="append", default=[], metavar="VLAN:N",
-                        help="a NIC on VLAN with address 192.168.VLAN.N (repeatable)")
-    script.add_argument("--host", action="append", default=[], metavar="NAME:ADDRESS",
-                        help="an /etc/hosts entry (repeatable)")
+    if vlans:
+        script.add_argument("--vlan", action="append", default=[], metavar="VLAN:N",
+                            help="a NIC on VLAN with address 192.168.VLAN.N (repeatable)")
+        script.add_argument("--host", action="append", default=[], metavar="NAME:ADDRESS",
+                            help="an /etc/hosts entry (repeatable)")
     args = parser.parse_args()
     if args.cmd == "build":
         print(build().directory)
-    else:
-        vlans = {int(v): int(n) for v, n in (item.split(":") for item in args.vlan)}
-        hosts = dict(item.split(":", 1) for item in args.host)
-        print(write_start_script(args.directory, args.name, append=args.append,
-                                 seabios=args.seabios, vlans=vlans, hosts=hosts))
+        return
+    options = {"append": args.append, "seabios": args.seabios}
+    if vlans:
+        options["vlans"] = {int(v): int(n) for v, n in (item.split(":") for item in args.vlan)}
+        options["hosts"] = dict(item.split(":", 1) for item in args.host)
+    print(write_start_script(args.directory, args.name, **options))
+
+
+def main() -> None:
+    run_cli(__doc__ or "", build, write_start_script, vlans=True)
 
 
 if __name__ == "__main__":

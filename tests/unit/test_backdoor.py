@@ -4,7 +4,6 @@ The peer is what NixOS's backdoor.service runs: a plain non-interactive bash
 whose stdin and stdout are the connection.
 """
 
-import os
 import socket
 import subprocess
 import threading

@@ -88,7 +88,3 @@ class VLan:
             if stream is not None:
                 stream.close()
         shutil.rmtree(self.socket_dir, ignore_errors=True)
-
-    def __del__(self) -> None:
-        if getattr(self, "process", None) is not None and self.process.poll() is None:
-            self.process.kill()

@@ -442,7 +442,7 @@ class QemuMachine(BaseMachine):
     def wait_for_shutdown(self, timeout: Duration = 900) -> None:
         """Wait (at most ``timeout`` seconds) until QEMU has exited; does not start a shutdown.
         A death awaited here is not an error, whatever its cause."""
-        if self.supervisor is None or self.pid is None and self.stopped is not None:
+        if not self.booted or self.supervisor is None:
             return
         self._expect_exit()
         with self.nested("waiting for the VM to power off"):

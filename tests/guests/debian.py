@@ -53,17 +53,9 @@ exec /bin/busybox switch_root /newroot /sbin/init
 """
 
 BACKDOOR = r"""#!/bin/bash
-# The steps of NixOS's backdoor.service (nixos/modules/testing/test-instrumentation.nix).
 export USER=root HOME=/root DISPLAY=:0.0 PAGER=
 source /etc/profile
-cd /tmp
-exec < /dev/hvc0 > /dev/hvc0
-while ! exec 2> /dev/ttyS0; do sleep 0.1; done
-echo "connecting to host..." >&2
-stty -F /dev/hvc0 raw -echo
-echo "Spawning backdoor root shell..."
-PS1="" exec /bin/bash --norc /dev/hvc0
-"""
+""" + tiny.BACKDOOR_STEPS
 
 UNITS = {
     "backdoor.service": """[Unit]

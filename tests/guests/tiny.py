@@ -85,11 +85,10 @@ for dev in /sys/class/net/eth*; do [ -e "$dev" ] && ip link set "${dev##*/}" up;
 exit 0
 """
 
-# The same steps as NixOS's backdoor.service (nixos/modules/testing/test-instrumentation.nix).
-BACKDOOR = r"""#!/bin/sh
-export USER=root HOME=/root PATH=/bin:/sbin:/usr/bin:/usr/sbin PAGER=
-cd /tmp
-grep -q td.nobackdoor /proc/cmdline && exec sleep 1000000
+# The steps of NixOS's backdoor.service (nixos/modules/testing/test-instrumentation.nix), shared
+# by every test guest after its own environment set-up: stdin/stdout on hvc0 in raw mode, stderr
+# on the serial console, the greeting, then a plain non-interactive bash reading hvc0.
+BACKDOOR_STEPS = r"""cd /tmp
 exec < /dev/hvc0 > /dev/hvc0
 while ! exec 2> /dev/ttyS0; do sleep 0.1; done
 echo "connecting to host..." >&2
@@ -97,6 +96,11 @@ stty -F /dev/hvc0 raw -echo
 echo "Spawning backdoor root shell..."
 PS1="" exec /bin/bash --norc /dev/hvc0
 """
+
+BACKDOOR = r"""#!/bin/sh
+export USER=root HOME=/root PATH=/bin:/sbin:/usr/bin:/usr/sbin PAGER=
+grep -q td.nobackdoor /proc/cmdline && exec sleep 1000000
+""" + BACKDOOR_STEPS
 
 START_SCRIPT = """#!/bin/sh
 # run-{name}-vm: a start script in the shape of NixOS's qemu-vm.nix for the tiny test guest.

@@ -9,7 +9,7 @@ setup(
     package_data={"test_driver": ["py.typed"]},
     python_requires=">=3.10",
     install_requires=["ptpython", "colorama", "junit-xml", "pillow", "pytesseract", "remote-pdb"],
-    extras_require={"test": ["pytest", "mypy"]},
+    extras_require={"test": ["pytest", "mypy", "pexpect"]},
     entry_points={
         "console_scripts": [
             "nixos-test-driver=test_driver:main",

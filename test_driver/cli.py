@@ -12,9 +12,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
+from .debug import Debug
 from .driver import Driver
 from .errors import DriverError, TestScriptError
-from .logger import CompositeLogger, TerminalLogger, XMLLogger
+from .logger import CompositeLogger, JSONLogger, JUnitLogger, LogLevel, TerminalLogger, XMLLogger
+from .interactive import require_terminal, run_shell
+from .report import failure_report
 
 
 class EnvDefault(argparse.Action):
@@ -55,7 +58,14 @@ def parser() -> argparse.ArgumentParser:
                    envvar="globalTimeout", default=3600, help="timeout in seconds for the whole test")
     p.add_argument("-o", "--output_directory", default=Path.cwd(), type=writeable_dir,
                    help="where outputs (copy_from_vm, screenshots, post-mortems) are placed")
-    p.add_argument("--junit-xml", type=Path, help="write a JUnit XML report to this path")
+    p.add_argument("--junit-xml", type=Path, metavar="PATH",
+                   help="write a JUnit XML report (relative paths are in the output directory)")
+    p.add_argument("--log-format", choices=["text", "json"], default="text",
+                   help="the log on stderr: coloured text, or one JSON object per line")
+    p.add_argument("--json-log", type=Path, metavar="PATH",
+                   help="also write the JSON event log to this file (relative: in the output directory)")
+    p.add_argument("--log-level", choices=[level.name.lower() for level in LogLevel], action=EnvDefault,
+                   envvar="logLevel", default="info", help="the least important messages shown")
     p.add_argument("--debug-hook-attach", metavar="CMD",
                    help="command a failing test runs so that a person can attach")
     p.add_argument("testscript", action=EnvDefault, envvar="testScript", type=Path,
@@ -67,58 +77,75 @@ def _raise_interrupted(signum: int, _frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
 
 
-def _print_script_error(exc: BaseException, script: str) -> None:
-    """Upstream's style: the traceback limited to the test script's frames, with '!!!'."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == script]
-    for frame in frames:
-        print(f'!!! File "{frame.filename}", line {frame.lineno}, in {frame.name}', file=sys.stderr)
-        if frame.line:
-            print(f"!!!     {frame.line}", file=sys.stderr)
-    for line in str(exc).splitlines() or [type(exc).__name__]:
-        print(f"!!! {line}", file=sys.stderr)
+def _raised_by_script(exc: BaseException, script: str) -> bool:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and frames[-1].filename == script
+
+
+def make_logger(args: argparse.Namespace, out_dir: Path) -> CompositeLogger:
+    """The loggers the arguments and $LOGFILE ask for."""
+    terminal = JSONLogger(sys.stderr) if args.log_format == "json" else TerminalLogger()
+    logger = CompositeLogger([terminal])
+    if "LOGFILE" in os.environ:
+        logger.add_logger(XMLLogger(os.environ["LOGFILE"]))
+    if args.junit_xml:
+        logger.add_logger(JUnitLogger(out_dir / args.junit_xml))
+    if args.json_log:
+        logger.add_logger(JSONLogger.to_file(out_dir / args.json_log))
+    logger.set_log_level(LogLevel[args.log_level.upper()])
+    return logger
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    not_yet = [flag for flag, value in (("--interactive", args.interactive), ("--junit-xml", args.junit_xml),
-                                        ("--debug-hook-attach", args.debug_hook_attach)) if value]
-    if not_yet:
-        print(f"nixos-test-driver: {', '.join(not_yet)}: not yet supported", file=sys.stderr)
-        sys.exit(2)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_interrupted)
 
-    logger = CompositeLogger([TerminalLogger()])
-    if "LOGFILE" in os.environ:
-        logger.add_logger(XMLLogger(os.environ["LOGFILE"]))
+    out_dir = args.output_directory.resolve()
+    try:
+        logger = make_logger(args, out_dir)
+    except OSError as exc:
+        print(f"nixos-test-driver: error: cannot open a log file: {exc}", file=sys.stderr)
+        sys.exit(2)
     if not args.keep_vm_state:
         logger.info("Machine state will be reset. To keep it, pass --keep-vm-state")
     script = str(args.testscript)
+    driver: Driver | None = None
+    failure: BaseException | None = None
     status = 0
     try:
         try:
             tests = args.testscript.read_text()
         except OSError as exc:
             raise DriverError(f"cannot read the test script: {exc}") from None
-        with Driver(args.start_scripts or [], args.vlans or [], tests, args.output_directory.resolve(),
-                    logger, args.keep_vm_state, args.global_timeout, test_script_path=script) as driver:
-            tic = time.monotonic()
-            driver.run_tests()
-            logger.info(f"test script finished in {time.monotonic() - tic:.2f}s")
+        if args.interactive:
+            require_terminal()
+        driver = Driver(args.start_scripts or [], args.vlans or [], tests, out_dir,
+                        logger, args.keep_vm_state, args.global_timeout, test_script_path=script,
+                        debug=Debug(logger, args.debug_hook_attach))
+        with driver:
+            if args.interactive:
+                run_shell(driver, logger, out_dir)
+            else:
+                tic = time.monotonic()
+                driver.run_tests()
+                logger.info(f"test script finished in {time.monotonic() - tic:.2f}s")
     except DriverError as exc:
-        print(f"nixos-test-driver: error: {exc}", file=sys.stderr)
+        logger.log_test_error(f"nixos-test-driver: error: {exc}")
         status = 2
-    except TestScriptError as exc:
-        _print_script_error(exc, script)
-        status = 1
     except KeyboardInterrupt as exc:
-        print(f"nixos-test-driver: interrupted ({exc or 'SIGINT'}); machines stopped", file=sys.stderr)
+        logger.log_test_error(f"interrupted ({exc or 'SIGINT'}); machines stopped")
         status = 130
     except Exception as exc:
-        traceback.print_exc()
-        _print_script_error(exc, script)
+        if not isinstance(exc, TestScriptError) and not _raised_by_script(exc, script):
+            logger.error("".join(traceback.format_exception(exc)).rstrip())  # a bug of the driver
+        failure = exc
         status = 1
     finally:
+        if failure is not None:
+            for line in failure_report(failure, script, driver.failed_subtest if driver else None,
+                                       driver.machines if driver else []):
+                logger.log_test_error(line)
         logger.close()
     sys.exit(status)
 

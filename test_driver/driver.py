@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bdb
+import linecache
 import os
 import shutil
 import signal
@@ -12,6 +14,7 @@ from pathlib import Path
 from types import CodeType
 from typing import Any, Callable, Iterator
 
+from .debug import Debug
 from .errors import DriverError, GlobalTimeout
 from .logger import AbstractLogger, CompositeLogger, TerminalLogger
 from .machine import BaseMachine, Machine, PostMortem, QemuMachine, retry
@@ -25,15 +28,20 @@ class Driver:
 
     def __init__(self, start_scripts: list[str], vlans: list[int], tests: str, out_dir: Path,
                  logger: AbstractLogger | None = None, keep_vm_state: bool = False,
-                 global_timeout: int | float = 24 * 60 * 60, test_script_path: str = "<testScript>") -> None:
+                 global_timeout: int | float = 24 * 60 * 60, test_script_path: str = "<testScript>",
+                 debug: Debug | None = None) -> None:
         self.tests = tests
         self.out_dir = Path(out_dir)
         self.logger = logger or CompositeLogger([TerminalLogger()])
+        self.debug = debug or Debug(self.logger)
+        self._interruptible = False
         self.keep_vm_state = keep_vm_state
         self.global_timeout = global_timeout
         self.test_script_path = test_script_path
         self.polling_conditions: list[PollingCondition] = []
         self.subtests: list[str] = []
+        self.failed_subtest: list[str] | None = None
+        """The path to the innermost subtest that raised, for the failure summary."""
         self.crashes: list[PostMortem] = []
         self.machines: list[QemuMachine] = []
         self.vlans: list[VLan] = []
@@ -79,6 +87,9 @@ class Driver:
         return sorted(numbers)
 
     def _compile(self, tests: str) -> CodeType:
+        # Tracebacks show the script's lines even when it was given as a string.
+        linecache.cache[self.test_script_path] = (len(tests), None, tests.splitlines(True),
+                                                  self.test_script_path)
         try:
             return compile(tests, self.test_script_path, "exec")
         except SyntaxError as exc:
@@ -103,7 +114,19 @@ class Driver:
         for vlan in self.vlans:
             machine.extra_env.update(vlan.env)
         machine.crash_listeners.append(self._on_crash)
+        machine.interruptible_commands = self._interruptible
         return machine
+
+    @property
+    def interruptible_commands(self) -> bool:
+        """Whether Ctrl-C stops a machine's running command in the guest too (the interactive shell)."""
+        return self._interruptible
+
+    @interruptible_commands.setter
+    def interruptible_commands(self, value: bool) -> None:
+        self._interruptible = value
+        for machine in self.machines:
+            machine.interruptible_commands = value
 
     def _on_crash(self, machine: QemuMachine, post_mortem: PostMortem) -> None:
         """A supervisor reports a crash (from its own thread)."""
@@ -137,6 +160,7 @@ class Driver:
             create_machine=self.create_machine, subtest=self.subtest, run_tests=self.run_tests,
             join_all=self.join_all, retry=retry, serial_stdout_off=self.serial_stdout_off,
             serial_stdout_on=self.serial_stdout_on, polling_condition=self.polling_condition,
+            debug=self.debug, breakpoint=self.debug.script_breakpoint,
             Machine=Machine, QemuMachine=QemuMachine, BaseMachine=BaseMachine,
         )
         machines: dict[str, Any] = {m.name: m for m in self.machines}
@@ -148,7 +172,12 @@ class Driver:
     def test_script(self) -> None:
         """Run the test script."""
         with self.logger.nested("run the VM test script"):
-            exec(self.code, self.test_symbols(), None)
+            try:
+                exec(self.code, self.test_symbols(), None)
+            except Exception as exc:
+                if not isinstance(exc, (GlobalTimeout, bdb.BdbQuit)):
+                    self.debug.on_failure(exc, self.test_script_path)
+                raise
 
     def run_tests(self) -> None:
         """Run the test script under the global timeout, then sync every running machine."""
@@ -216,7 +245,9 @@ class Driver:
             with self.logger.subtest(name):
                 try:
                     yield
-                except Exception as exc:
+                except BaseException as exc:
+                    if self.failed_subtest is None:
+                        self.failed_subtest = list(self.subtests)
                     self.logger.error(f'Test "{name}" failed with error: "{exc}"')
                     raise
         finally:

@@ -1,27 +1,57 @@
 """Logging back ends behind one interface (upstream's AbstractLogger shape).
 
-``TerminalLogger`` writes coloured, nested lines to stderr; ``XMLLogger`` writes
-upstream's log.xml shape; ``CompositeLogger`` fans out to several.  All are
-thread safe: supervisors and readers log from their own threads.
+- ``TerminalLogger``: nested, coloured lines (colour only on a tty, never with
+  ``NO_COLOR``); serial lines prefixed by the machine's name in its own colour.
+- ``XMLLogger``: upstream's log.xml (``<logfile>``, ``<line>``, ``<nest><head/>``);
+  ``close()`` ends every open element, so the file is well formed however the
+  run ends.
+- ``JUnitLogger``: a JUnit XML report (junit-xml): one test case per top-level
+  subtest (nested subtests are logged inside it), a ``main`` case when the
+  script has no subtests or fails outside them.
+- ``JSONLogger``: one JSON object per line: log lines, serial lines, nests,
+  subtests with status and duration, and the driver's events (commands, crashes,
+  restarts).
+- ``CompositeLogger``: fans out to several.
+
+All are thread safe: supervisors and readers log from their own threads.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
 import time
+import traceback
 import zlib
 from abc import ABC, abstractmethod
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
 from typing import Any, Iterator, TextIO
 from xml.sax.saxutils import XMLGenerator
 from xml.sax.xmlreader import AttributesImpl
 
+import junit_xml  # type: ignore[import-untyped]
 from colorama import Fore, Style  # type: ignore[import-untyped]
 
 
+class LogLevel(IntEnum):
+    DEBUG = 1
+    INFO = 2
+    WARNING = 3
+    ERROR = 4
+
+
 class AbstractLogger(ABC):
+    """What the driver and test scripts call.  Back ends implement ``log``,
+    ``nested`` and ``log_serial``; the rest has sensible defaults."""
+
+    level: LogLevel = LogLevel.INFO
+    serial_enabled: bool = True
+
     @abstractmethod
     def log(self, message: str, attributes: dict[str, str] = {}) -> None: ...
 
@@ -30,58 +60,113 @@ class AbstractLogger(ABC):
     def nested(self, message: str, attributes: dict[str, str] = {}) -> Iterator[None]: ...
 
     @abstractmethod
-    def info(self, *args: Any, **kwargs: Any) -> None: ...
-
-    @abstractmethod
-    def warning(self, *args: Any, **kwargs: Any) -> None: ...
-
-    @abstractmethod
-    def error(self, *args: Any, **kwargs: Any) -> None: ...
-
-    @abstractmethod
     def log_serial(self, message: str, machine: str) -> None: ...
 
-    @abstractmethod
-    def print_serial_logs(self, enable: bool) -> None: ...
+    def _at(self, level: LogLevel, message: str, attributes: dict[str, str]) -> None:
+        if level >= self.level:
+            self.log(message, attributes)
+
+    def debug(self, message: str, attributes: dict[str, str] = {}) -> None:
+        self._at(LogLevel.DEBUG, message, attributes)
+
+    def info(self, message: str, attributes: dict[str, str] = {}) -> None:
+        self._at(LogLevel.INFO, message, attributes)
+
+    def warning(self, message: str, attributes: dict[str, str] = {}) -> None:
+        self._at(LogLevel.WARNING, message, attributes)
+
+    def error(self, message: str, attributes: dict[str, str] = {}) -> None:
+        self._at(LogLevel.ERROR, message, attributes)
+
+    def log_test_error(self, message: str, attributes: dict[str, str] = {}) -> None:
+        """A line of the report on a failed test (the '!!!' lines)."""
+        self.error(message, attributes)
 
     @contextmanager
     def subtest(self, name: str, attributes: dict[str, str] = {}) -> Iterator[None]:
         with self.nested("subtest: " + name, attributes):
             yield
 
+    def event(self, kind: str, **fields: Any) -> None:
+        """A machine-readable event (command, crash, restart...); only some back ends keep it."""
+
+    def print_serial_logs(self, enable: bool) -> None:
+        self.serial_enabled = enable
+
+    def set_log_level(self, level: LogLevel) -> None:
+        self.level = level
+
     def close(self) -> None:
-        """Flush and finish the output (the XML closes its root element)."""
+        """Flush and finish the output (the XML closes its open elements)."""
+
+
+def _strip_controls(text: str) -> str:
+    """What XML 1.0 can carry: no control characters but tab and newline."""
+    return "".join(ch for ch in text if ch in "\t\n" or ch >= " ")
+
+
+def _failure_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _script_traceback(exc: BaseException) -> str:
+    """The traceback without the frames of this package and contextlib (the logger's own plumbing)."""
+    here = str(Path(__file__).parent)
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
+              if not frame.filename.startswith(here) and not frame.filename.endswith("contextlib.py")]
+    return "".join(["Traceback (most recent call last):\n", *traceback.format_list(frames),
+                    *traceback.format_exception_only(exc)])
 
 
 MACHINE_COLOURS = [Fore.CYAN, Fore.MAGENTA, Fore.BLUE, Fore.GREEN, Fore.YELLOW,
                    Fore.LIGHTCYAN_EX, Fore.LIGHTMAGENTA_EX, Fore.LIGHTBLUE_EX]
 
 
+def machine_colour(machine: str) -> str:
+    """The terminal colour of a machine's name: the same in every run."""
+    return MACHINE_COLOURS[zlib.crc32(machine.encode()) % len(MACHINE_COLOURS)]
+
+
 class TerminalLogger(AbstractLogger):
     def __init__(self, stream: TextIO | None = None, colour: bool | None = None) -> None:
         self.stream = stream or sys.stderr
         if colour is None:
-            colour = self.stream.isatty() and "NO_COLOR" not in os.environ
+            colour = self.stream.isatty() and not os.environ.get("NO_COLOR")
         self.colour = colour
         self.lock = threading.RLock()
         self.depth = 0
-        self._print_serial_logs = True
 
     def _paint(self, text: str, colour: str) -> str:
         return f"{colour}{text}{Style.RESET_ALL}" if self.colour else text
 
-    def _write(self, line: str) -> None:
+    def _write(self, line: str, attributes: dict[str, str] = {}) -> None:
+        machine = attributes.get("machine")
+        if machine:
+            line = f"{self._paint(machine, machine_colour(machine))}: {line}"
         with self.lock:
             self.stream.write("  " * self.depth + line + "\n")
             self.stream.flush()
 
     def log(self, message: str, attributes: dict[str, str] = {}) -> None:
-        machine = attributes.get("machine")
-        self._write(f"{machine}: {message}" if machine else message)
+        self._write(message, attributes)
+
+    def debug(self, message: str, attributes: dict[str, str] = {}) -> None:
+        if self.level <= LogLevel.DEBUG:
+            self._write(self._paint(message, Style.DIM), attributes)
+
+    def warning(self, message: str, attributes: dict[str, str] = {}) -> None:
+        if self.level <= LogLevel.WARNING:
+            self._write(self._paint(message, Fore.YELLOW), attributes)
+
+    def error(self, message: str, attributes: dict[str, str] = {}) -> None:
+        self._write(self._paint(message, Fore.RED), attributes)
+
+    def log_test_error(self, message: str, attributes: dict[str, str] = {}) -> None:
+        self._write(self._paint("!!! ", Fore.RED) + message, attributes)
 
     @contextmanager
     def nested(self, message: str, attributes: dict[str, str] = {}) -> Iterator[None]:
-        self.log(self._paint(message, Style.BRIGHT), attributes)
+        self._write(self._paint(message, Style.BRIGHT), attributes)
         start = time.monotonic()
         with self.lock:
             self.depth += 1
@@ -90,99 +175,260 @@ class TerminalLogger(AbstractLogger):
         finally:
             with self.lock:
                 self.depth -= 1
-            self._write(f"(finished: {message}, in {time.monotonic() - start:.2f} seconds)")
-
-    def info(self, *args: Any, **kwargs: Any) -> None:
-        self.log(*args, **kwargs)
-
-    def warning(self, *args: Any, **kwargs: Any) -> None:
-        self.log(self._paint(str(args[0]), Fore.YELLOW), *args[1:], **kwargs)
-
-    def error(self, *args: Any, **kwargs: Any) -> None:
-        self.log(self._paint(str(args[0]), Fore.RED), *args[1:], **kwargs)
+            self._write(f"(finished: {message}, in {time.monotonic() - start:.2f} seconds)", attributes)
 
     def log_serial(self, message: str, machine: str) -> None:
-        if not self._print_serial_logs:
-            return
-        colour = MACHINE_COLOURS[zlib.crc32(machine.encode()) % len(MACHINE_COLOURS)]
-        with self.lock:
-            self.stream.write(self._paint(f"{machine} # {message}", colour) + "\n")
-            self.stream.flush()
-
-    def print_serial_logs(self, enable: bool) -> None:
-        self._print_serial_logs = enable
+        if self.serial_enabled:
+            with self.lock:
+                self.stream.write(self._paint(f"{machine} # {message}", machine_colour(machine)) + "\n")
+                self.stream.flush()
 
 
 class XMLLogger(AbstractLogger):
     """The log.xml of upstream: <logfile> with <line>, <nest><head/>...</nest>."""
 
-    def __init__(self, outfile: str) -> None:
+    def __init__(self, outfile: str | Path) -> None:
         self.file = open(outfile, "w", encoding="utf-8")
         self.xml = XMLGenerator(self.file, encoding="utf-8")
         self.lock = threading.RLock()
+        self.open_nests = 0
         self.closed = False
         self.xml.startDocument()
         self.xml.startElement("logfile", AttributesImpl({}))
 
-    @staticmethod
-    def _clean(text: str) -> str:
-        return "".join(ch for ch in text if ch in "\t\n" or ch >= " ")
-
-    def _line(self, message: str, attributes: dict[str, str], kind: str | None = None) -> None:
-        with self.lock:
-            if self.closed:
-                return
-            attrs = dict(attributes)
-            if kind:
-                attrs["type"] = kind
-            self.xml.startElement("line", AttributesImpl(attrs))
-            self.xml.characters(self._clean(message))
-            self.xml.endElement("line")
-            self.file.flush()
+    def _element(self, tag: str, text: str, attributes: dict[str, str]) -> None:
+        self.xml.startElement(tag, AttributesImpl(dict(attributes)))
+        self.xml.characters(_strip_controls(text))
+        self.xml.endElement(tag)
 
     def log(self, message: str, attributes: dict[str, str] = {}) -> None:
-        self._line(message, attributes)
-
-    def info(self, *args: Any, **kwargs: Any) -> None:
-        self.log(*args, **kwargs)
-
-    def warning(self, *args: Any, **kwargs: Any) -> None:
-        self.log(*args, **kwargs)
-
-    def error(self, *args: Any, **kwargs: Any) -> None:
-        self.log(*args, **kwargs)
+        with self.lock:
+            if not self.closed:
+                self._element("line", message, attributes)
+                self.file.flush()
 
     def log_serial(self, message: str, machine: str) -> None:
-        self._line(message, {"machine": machine}, "serial")
-
-    def print_serial_logs(self, enable: bool) -> None:
-        pass  # the XML log always holds every serial line
+        # The XML log keeps every serial line, whatever serial_stdout_off says.
+        self.log(message, {"machine": machine, "type": "serial"})
 
     @contextmanager
     def nested(self, message: str, attributes: dict[str, str] = {}) -> Iterator[None]:
         with self.lock:
             if not self.closed:
                 self.xml.startElement("nest", AttributesImpl({}))
-                self.xml.startElement("head", AttributesImpl(dict(attributes)))
-                self.xml.characters(self._clean(message))
-                self.xml.endElement("head")
+                self._element("head", message, attributes)
+                self.open_nests += 1
+                self.file.flush()
         start = time.monotonic()
         try:
             yield
         finally:
-            self.log(f"(finished: {message}, in {time.monotonic() - start:.2f} seconds)")
             with self.lock:
                 if not self.closed:
+                    self._element("line", f"(finished: {message}, in {time.monotonic() - start:.2f} seconds)", {})
                     self.xml.endElement("nest")
+                    self.open_nests -= 1
+                    self.file.flush()
 
     def close(self) -> None:
         with self.lock:
             if self.closed:
                 return
+            for _ in range(self.open_nests):
+                self.xml.endElement("nest")
             self.xml.endElement("logfile")
             self.xml.endDocument()
             self.file.close()
             self.closed = True
+
+
+@dataclass
+class _Case:
+    """One JUnit test case while it is recorded."""
+
+    name: str
+    start: float = field(default_factory=time.monotonic)
+    seconds: float | None = None
+    out: list[str] = field(default_factory=list)
+    err: list[str] = field(default_factory=list)
+    failure: str | None = None
+    failure_output: str | None = None
+
+
+class JUnitLogger(AbstractLogger):
+    """JUnit XML in the shape nixpkgs writes: one suite, a case per top-level subtest.
+
+    A nested subtest's lines go to its top-level case; if it fails, the case's
+    failure message names the path to it (``outer › inner``) and carries the
+    traceback.  The report is written by ``close()``.
+    """
+
+    SUITE = "NixOS integration test"
+
+    def __init__(self, outfile: str | Path) -> None:
+        self.outfile = Path(outfile)
+        self.lock = threading.RLock()
+        self.suite = _Case(self.SUITE)
+        self.cases: list[_Case] = []
+        self.current: _Case | None = None
+        self.path: list[str] = []
+        self.failed_outside: str | None = None
+        self.closed = False
+
+    def _append(self, line: str, error: bool = False) -> None:
+        with self.lock:
+            for case in (self.suite, self.current):
+                if case is not None:
+                    (case.err if error else case.out).append(line)
+
+    def log(self, message: str, attributes: dict[str, str] = {}) -> None:
+        machine = attributes.get("machine")
+        self._append(f"{machine}: {message}" if machine else message)
+
+    def error(self, message: str, attributes: dict[str, str] = {}) -> None:
+        self._append(message, error=True)
+
+    def log_test_error(self, message: str, attributes: dict[str, str] = {}) -> None:
+        """Failure report lines: a failure outside every subtest makes the ``main`` case fail."""
+        with self.lock:
+            self._append(message, error=True)
+            if not any(case.failure for case in self.cases) and self.failed_outside is None:
+                self.failed_outside = message
+
+    def log_serial(self, message: str, machine: str) -> None:
+        if self.serial_enabled:
+            self._append(f"{machine} # {message}")
+
+    @contextmanager
+    def nested(self, message: str, attributes: dict[str, str] = {}) -> Iterator[None]:
+        self.log(message, attributes)
+        yield
+
+    @contextmanager
+    def subtest(self, name: str, attributes: dict[str, str] = {}) -> Iterator[None]:
+        with self.lock:
+            self.path.append(name)
+            top = len(self.path) == 1
+            if top:
+                self.current = _Case(name)
+                self.cases.append(self.current)
+            else:
+                self.log("subtest: " + name)
+            case = self.current
+        try:
+            yield
+        except BaseException as exc:
+            with self.lock:
+                if case is not None and case.failure is None:
+                    case.failure = f"{' › '.join(self.path)}: {_failure_text(exc)}"
+                    case.failure_output = _script_traceback(exc)
+            raise
+        finally:
+            with self.lock:
+                self.path.pop()
+                if top and case is not None:
+                    case.seconds = time.monotonic() - case.start
+                    self.current = None
+
+    def close(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            cases = list(self.cases)
+            if not cases or self.failed_outside is not None:
+                main = self.suite
+                main.name, main.failure = "main", self.failed_outside
+                cases.append(main)
+            report = junit_xml.to_xml_report_string([junit_xml.TestSuite(
+                self.SUITE, [self._junit_case(case) for case in cases],
+                stdout="\n".join(self.suite.out), stderr="\n".join(self.suite.err))])
+            self.outfile.parent.mkdir(parents=True, exist_ok=True)
+            self.outfile.write_text(report, encoding="utf-8")
+
+    @staticmethod
+    def _junit_case(case: _Case) -> Any:
+        seconds = case.seconds if case.seconds is not None else time.monotonic() - case.start
+        junit = junit_xml.TestCase(case.name, classname=JUnitLogger.SUITE, elapsed_sec=seconds,
+                                   stdout="\n".join(case.out) or None, stderr="\n".join(case.err) or None)
+        if case.failure is not None:
+            junit.add_failure_info(message=case.failure, output=case.failure_output)
+        return junit
+
+
+class JSONLogger(AbstractLogger):
+    """One JSON object per line: ``{"time": ..., "kind": ..., ...}``.
+
+    Kinds: ``log`` (with ``level``), ``serial``, ``nest-start``/``nest-end``,
+    ``subtest-start``/``subtest-end`` (``status`` passed/failed, ``error``,
+    ``seconds``), and every ``event()``: ``command``, ``crash``, ``restart``,
+    ``connected``.
+    """
+
+    def __init__(self, stream: TextIO, owns_stream: bool = False) -> None:
+        self.stream = stream
+        self.owns_stream = owns_stream
+        self.lock = threading.Lock()
+        self.path: list[str] = []
+        self.closed = False
+
+    @classmethod
+    def to_file(cls, path: str | Path) -> "JSONLogger":
+        return cls(open(path, "w", encoding="utf-8"), owns_stream=True)
+
+    def event(self, kind: str, **fields: Any) -> None:
+        line = json.dumps({"time": round(time.time(), 6), "kind": kind, **fields}, default=str)
+        with self.lock:
+            if not self.closed:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+
+    def _at(self, level: LogLevel, message: str, attributes: dict[str, str]) -> None:
+        if level >= self.level:
+            self.event("log", level=level.name.lower(), message=message, **attributes)
+
+    def log(self, message: str, attributes: dict[str, str] = {}) -> None:
+        self.event("log", level="info", message=message, **attributes)
+
+    def log_test_error(self, message: str, attributes: dict[str, str] = {}) -> None:
+        self.event("test-error", message=message, **attributes)
+
+    def log_serial(self, message: str, machine: str) -> None:
+        self.event("serial", machine=machine, line=message)
+
+    @contextmanager
+    def nested(self, message: str, attributes: dict[str, str] = {}) -> Iterator[None]:
+        self.event("nest-start", message=message, **attributes)
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.event("nest-end", message=message, seconds=round(time.monotonic() - start, 6), **attributes)
+
+    @contextmanager
+    def subtest(self, name: str, attributes: dict[str, str] = {}) -> Iterator[None]:
+        self.path.append(name)
+        path = list(self.path)
+        self.event("subtest-start", name=name, path=path, **attributes)
+        start = time.monotonic()
+        status, error = "passed", None
+        try:
+            yield
+        except BaseException as exc:
+            status, error = "failed", _failure_text(exc)
+            raise
+        finally:
+            self.path.pop()
+            self.event("subtest-end", name=name, path=path, status=status, error=error,
+                       seconds=round(time.monotonic() - start, 6), **attributes)
+
+    def close(self) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            if self.owns_stream:
+                self.stream.close()
 
 
 class CompositeLogger(AbstractLogger):
@@ -196,31 +442,54 @@ class CompositeLogger(AbstractLogger):
         for logger in self.logger_list:
             logger.log(message, attributes)
 
-    def info(self, *args: Any, **kwargs: Any) -> None:
+    def debug(self, message: str, attributes: dict[str, str] = {}) -> None:
         for logger in self.logger_list:
-            logger.info(*args, **kwargs)
+            logger.debug(message, attributes)
 
-    def warning(self, *args: Any, **kwargs: Any) -> None:
+    def info(self, message: str, attributes: dict[str, str] = {}) -> None:
         for logger in self.logger_list:
-            logger.warning(*args, **kwargs)
+            logger.info(message, attributes)
 
-    def error(self, *args: Any, **kwargs: Any) -> None:
+    def warning(self, message: str, attributes: dict[str, str] = {}) -> None:
         for logger in self.logger_list:
-            logger.error(*args, **kwargs)
+            logger.warning(message, attributes)
+
+    def error(self, message: str, attributes: dict[str, str] = {}) -> None:
+        for logger in self.logger_list:
+            logger.error(message, attributes)
+
+    def log_test_error(self, message: str, attributes: dict[str, str] = {}) -> None:
+        for logger in self.logger_list:
+            logger.log_test_error(message, attributes)
 
     def log_serial(self, message: str, machine: str) -> None:
         for logger in self.logger_list:
             logger.log_serial(message, machine)
 
+    def event(self, kind: str, **fields: Any) -> None:
+        for logger in self.logger_list:
+            logger.event(kind, **fields)
+
     def print_serial_logs(self, enable: bool) -> None:
         for logger in self.logger_list:
             logger.print_serial_logs(enable)
+
+    def set_log_level(self, level: LogLevel) -> None:
+        for logger in self.logger_list:
+            logger.set_log_level(level)
 
     @contextmanager
     def nested(self, message: str, attributes: dict[str, str] = {}) -> Iterator[None]:
         with ExitStack() as stack:
             for logger in self.logger_list:
                 stack.enter_context(logger.nested(message, attributes))
+            yield
+
+    @contextmanager
+    def subtest(self, name: str, attributes: dict[str, str] = {}) -> Iterator[None]:
+        with ExitStack() as stack:
+            for logger in self.logger_list:
+                stack.enter_context(logger.subtest(name, attributes))
             yield
 
     def close(self) -> None:

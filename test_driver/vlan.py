@@ -12,7 +12,7 @@ from pathlib import Path
 from .deadline import Deadline
 from .errors import DriverError
 from .logger import AbstractLogger
-from .machine.supervisor import _die_with_parent
+from .machine.supervisor import die_with_parent
 
 
 class VLan:
@@ -33,7 +33,7 @@ class VLan:
         self.process = subprocess.Popen(
             ["vde_switch", "-s", str(self.socket_dir), "--dirmode", "0700"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=_die_with_parent)
+            start_new_session=True, preexec_fn=die_with_parent)
         self.pid = self.process.pid
         self.stopping = False
         self.died: str | None = None  # why the switch ended, if it died during the test

@@ -143,7 +143,14 @@ class BaseMachine(ABC):
         output and are dropped.
         """
         self.run_callbacks()
-        return self._execute(command, check_return, check_output, timeout)
+        tic = time.monotonic()
+        status: int | None = None
+        try:
+            status, output = self._execute(command, check_return, check_output, timeout)
+            return status, output
+        finally:
+            self.logger.event("command", machine=self.name, command=command, status=status,
+                              seconds=round(time.monotonic() - tic, 6))
 
     def succeed(self, *commands: str, timeout: Duration | None = None) -> str:
         """Run each command, raising ``RequestedAssertionFailed`` at the first

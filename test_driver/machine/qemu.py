@@ -111,6 +111,8 @@ class QemuMachine(BaseMachine):
         self._console_cursor = 0
         self._serial_partial = b""
         self._command_lock = threading.Lock()
+        self.interruptible_commands = False
+        """Run every command so that Ctrl-C can stop it in the guest (the interactive shell sets it)."""
         self._conns: dict[str, socket.socket] = {}
         self.shell_stream = Stream(f"{self.name} shell")
         self.monitor_stream = Stream(f"{self.name} monitor")
@@ -323,6 +325,8 @@ class QemuMachine(BaseMachine):
             self.console_cond.notify_all()
         if crashed:
             self.logger.error(self.post_mortem.summary(), {"machine": self.name})
+            self.logger.event("crash", machine=self.name, cause=cause, exit=exit.describe(),
+                              running_command=self.post_mortem.running_command)
             self._write_post_mortem(self.post_mortem)
             for listener in self.crash_listeners:
                 listener(self, self.post_mortem)
@@ -337,7 +341,9 @@ class QemuMachine(BaseMachine):
         try:
             if self._released.wait(delay):
                 return
-            self.log(f"restarting after crash (restart {self.restart_policy.restarts if self.restart_policy else '?'})")
+            restart = self.restart_policy.restarts if self.restart_policy else 0
+            self.log(f"restarting after crash (restart {restart})")
+            self.logger.event("restart", machine=self.name, restart=restart, delay=delay)
             self._start()
         except Exception as exc:
             self.logger.error(f"restart failed: {exc}", {"machine": self.name})
@@ -398,6 +404,7 @@ class QemuMachine(BaseMachine):
             self.shell.install(Deadline(60))
             self.connected = True
             self.log(f"connected to guest root shell (in {time.monotonic() - tic:.2f}s)")
+            self.logger.event("connected", machine=self.name, seconds=round(time.monotonic() - tic, 6))
 
     def _last_serial(self) -> str:
         return self.serial_tail[-1] if self.serial_tail else "(none)"
@@ -407,11 +414,18 @@ class QemuMachine(BaseMachine):
         self.connect()
         with self._command_lock:
             self.running_command = command
+            interruptible = timeout is not None or self.interruptible_commands
+            nonce: str | None = None
             try:
-                nonce = self.shell.run(command, interruptible=timeout is not None)
+                nonce = self.shell.run(command, interruptible=interruptible)
                 if not check_output:
                     return (-2, "")
                 status, out = self._reply(nonce, command, seconds(timeout))
+            except KeyboardInterrupt:
+                if interruptible and nonce is not None:  # its late reply is skipped by its nonce
+                    self.log(f"interrupted; killing `{command}` in the guest")
+                    self.shell.interrupt(nonce, "KILL")
+                raise
             except StreamEOF:
                 raise self._stopped_error(f"closed the backdoor while running `{command}`") from None
             finally:

@@ -28,7 +28,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
@@ -95,7 +95,7 @@ class Supervisor:
         try:
             self.process = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=cwd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+                cwd=cwd, env=env, start_new_session=True, preexec_fn=die_with_parent)
         except OSError as exc:
             self._spawn_error = exc
             self._spawned.set()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -125,3 +128,43 @@ def debian_vm(debian_guest, tmp_path_factory):
         finally:
             driver.cleanup()
     assert not wait_no_processes(str(tmp))
+
+
+@pytest.fixture
+def run(guest, tmp_path, private_tmp):
+    """run(script, names=[...], args=[...], env={...}) -> CompletedProcess of the CLI."""
+
+    def go(script: str, names: list[str] = ["machine"], args: list[str] = [],
+           append: dict[str, str] = {}, env: dict[str, str] = {}, timeout: float = 240,
+           ) -> subprocess.CompletedProcess[str]:
+        scripts = [str(tiny.write_start_script(tmp_path, n, guest, append.get(n, ""))) for n in names]
+        path = tmp_path / "script.py"
+        path.write_text(script)
+        return subprocess.run(
+            [sys.executable, "-m", "test_driver.cli_main", "--start-scripts", *scripts,
+             "-o", str(tmp_path), *args, "--", str(path)],
+            capture_output=True, text=True, timeout=timeout, env={**os.environ, **env})
+
+    return go
+
+
+@contextlib.contextmanager
+def driver_running(guest, tmp_path, name: str, script: str, until: str, args: list[str] = [],
+                   env: dict[str, str] = {}):
+    """A driver subprocess running ``script``, read up to the log line ``until``; killed at the end."""
+    start_script = tiny.write_start_script(tmp_path, name, guest)
+    test = tmp_path / "t.py"
+    test.write_text(script)
+    proc = subprocess.Popen([sys.executable, "-m", "test_driver.cli_main", "--start-scripts",
+                             str(start_script), "-o", str(tmp_path), *args, "--", str(test)],
+                            env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if until in line:
+                break
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()

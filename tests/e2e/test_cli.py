@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -12,25 +11,7 @@ import time
 import pytest
 import tiny
 
-from conftest import processes_mentioning, wait_no_processes
-
-
-@pytest.fixture
-def run(guest, tmp_path, private_tmp):
-    """run(script, names=[...], args=[...], env={...}) -> CompletedProcess of the CLI."""
-
-    def go(script: str, names: list[str] = ["machine"], args: list[str] = [],
-           append: dict[str, str] = {}, env: dict[str, str] = {}, timeout: float = 240,
-           ) -> subprocess.CompletedProcess[str]:
-        scripts = [str(tiny.write_start_script(tmp_path, n, guest, append.get(n, ""))) for n in names]
-        path = tmp_path / "script.py"
-        path.write_text(script)
-        return subprocess.run(
-            [sys.executable, "-m", "test_driver.cli_main", "--start-scripts", *scripts,
-             "-o", str(tmp_path), *args, "--", str(path)],
-            capture_output=True, text=True, timeout=timeout, env={**os.environ, **env})
-
-    return go
+from conftest import driver_running, processes_mentioning, wait_no_processes
 
 
 def test_passing_script_exits_zero(run, tmp_path):
@@ -124,26 +105,6 @@ def test_global_timeout_names_what_was_running(run):
     assert result.returncode == 1
     assert "test timed out after 10s" in result.stderr
     assert "slow part" in result.stderr and "sleep 100" in result.stderr
-
-
-@contextlib.contextmanager
-def driver_running(guest, tmp_path, name: str, script: str, until: str):
-    """A driver subprocess running ``script``, read up to the log line ``until``; killed at the end."""
-    start_script = tiny.write_start_script(tmp_path, name, guest)
-    test = tmp_path / "t.py"
-    test.write_text(script)
-    proc = subprocess.Popen([sys.executable, "-m", "test_driver.cli_main", "--start-scripts",
-                             str(start_script), "-o", str(tmp_path), "--", str(test)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if until in line:
-                break
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])

@@ -1,0 +1,86 @@
+"""``--interactive``: a ptpython shell whose globals are the test symbols.
+
+Ctrl-C stops the running command (in the guest too) and returns to the prompt;
+Ctrl-C twice on an empty line, Ctrl-D or ``exit()`` leave the shell, after which
+the driver stops every machine as after a test.  SIGTERM or SIGHUP stop the
+machines and end the process, whatever the shell is doing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import termios
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from .driver import Driver
+from .errors import DriverError
+from .logger import AbstractLogger
+
+HISTORY = ".nixos-test-history"
+DOUBLE_PRESS = 2.0  # seconds between the two Ctrl-C that leave the shell
+
+
+def require_terminal() -> None:
+    """The shell needs a terminal on stdin and stdout; say so before any VM starts."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise DriverError("--interactive needs a terminal on stdin and stdout; "
+                          "run without it to run the test script")
+
+
+def _leave_on_double_ctrl_c(repl: Any) -> None:
+    from prompt_toolkit.application import run_in_terminal
+
+    last = [0.0]
+
+    @repl.add_key_binding("c-c")
+    def _(event: Any) -> None:
+        now = time.monotonic()
+        if event.app.current_buffer.text:
+            last[0] = 0.0
+            event.app.exit(exception=KeyboardInterrupt)  # ptpython clears the line
+        elif now - last[0] < DOUBLE_PRESS:
+            event.app.exit(exception=EOFError)  # leaves the shell
+        else:
+            last[0] = now
+            run_in_terminal(lambda: print("(Ctrl-C again, Ctrl-D or exit() leave the shell and stop the machines)"))
+
+
+def _stop_on_signals(driver: Driver, logger: AbstractLogger) -> None:
+    """The shell swallows KeyboardInterrupt, so SIGTERM/SIGHUP stop everything from a thread."""
+    try:
+        saved = termios.tcgetattr(sys.stdin.fileno())
+    except termios.error:
+        saved = None
+
+    def stop(signum: int) -> None:
+        logger.warning(f"received {signal.Signals(signum).name}; stopping the machines")
+        driver.cleanup()
+        logger.close()
+        if saved is not None:
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSANOW, saved)
+        os._exit(130)
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        threading.Thread(target=stop, args=(signum,), name="stop-on-signal", daemon=True).start()
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, handler)
+
+
+def run_shell(driver: Driver, logger: AbstractLogger, history_dir: Path) -> None:
+    """Run the shell until the person leaves it."""
+    import ptpython.repl  # type: ignore[import-untyped]  # only here: it takes a while to import
+
+    driver.interruptible_commands = True
+    _stop_on_signals(driver, logger)
+    symbols = driver.test_symbols()
+    logger.info("interactive shell: " + ", ".join(sorted(symbols)))
+    logger.info("test_script() runs the whole script; Ctrl-D, exit() or Ctrl-C twice leave")
+    ptpython.repl.embed(globals=symbols, configure=_leave_on_double_ctrl_c,
+                        history_filename=str(history_dir / HISTORY), title="nixos-test-driver")

@@ -1,0 +1,197 @@
+"""The interactive shell (through a pseudo-terminal) and remote pdb (over TCP), on real guests."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pexpect
+import pytest
+import tiny
+
+from conftest import processes_mentioning, wait_no_processes
+
+PROMPT = ">>>"
+
+
+def driver_command(guest, tmp_path: Path, script: str, *args: str) -> list[str]:
+    start_script = tiny.write_start_script(tmp_path, "machine", guest)
+    test = tmp_path / "t.py"
+    test.write_text(script)
+    return [sys.executable, "-m", "test_driver.cli_main", "--start-scripts", str(start_script),
+            "-o", str(tmp_path), *args, str(test)]
+
+
+@pytest.fixture
+def shell(guest, tmp_path, private_tmp):
+    """The driver's --interactive shell on a pty, one tiny machine; killed at the end if still there."""
+    command = driver_command(guest, tmp_path, "raise SystemExit('the script must not run')\n", "--interactive")
+    env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
+    child = pexpect.spawn(command[0], command[1:], env=env, encoding="utf-8", timeout=60,
+                          dimensions=(40, 200))
+    child.expect(PROMPT)
+    yield child
+    if child.isalive():
+        child.kill(9)
+    child.close()
+
+
+@pytest.mark.parametrize("leave", ["ctrl-d", "exit()", "ctrl-c twice"])
+def test_interactive_shell_runs_commands_and_cleans_up(shell, tmp_path, private_tmp, leave):
+    shell.send('machine.succeed("echo hi")\r')
+    shell.expect("'hi")  # the repr, coloured
+    shell.expect(PROMPT)
+    assert processes_mentioning(str(private_tmp))
+    if leave == "ctrl-d":
+        shell.sendcontrol("d")
+        shell.expect("really want to exit")
+        shell.send("y")
+    elif leave == "exit()":
+        shell.send("exit()\r")
+    else:
+        shell.sendcontrol("c")
+        shell.expect("Ctrl-C again")
+        shell.sendcontrol("c")
+    shell.expect(pexpect.EOF)
+    shell.close()
+    assert shell.exitstatus == 0
+    assert wait_no_processes(str(private_tmp)) == []
+    assert list(private_tmp.iterdir()) == []
+    assert 'machine.succeed("echo hi")' in (tmp_path / ".nixos-test-history").read_text()
+
+
+def test_ctrl_c_stops_the_command_not_the_shell(shell, private_tmp):
+    shell.send('machine.succeed("sleep 300")\r')
+    shell.expect("must succeed: sleep 300")
+    shell.sendcontrol("c")
+    shell.expect("KeyboardInterrupt")
+    shell.expect(PROMPT)
+    shell.send('machine.succeed("pgrep -x sleep || echo no-sleep-left")\r')  # the guest's sleep was killed
+    shell.expect("no-sleep-left")
+    shell.expect(PROMPT)
+    shell.send("exit()\r")
+    shell.expect(pexpect.EOF)
+    shell.close()
+    assert shell.exitstatus == 0
+    assert wait_no_processes(str(private_tmp)) == []
+
+
+def test_interactive_without_a_terminal_is_refused_before_any_vm(guest, tmp_path, private_tmp):
+    result = subprocess.run(driver_command(guest, tmp_path, "pass\n", "-I"), stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "--interactive needs a terminal" in result.stderr
+    assert "starting vm" not in result.stderr
+
+
+class Output:
+    """A subprocess's merged output, read by a thread; ``wait_for`` a regex with a deadline."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.text = ""
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self.thread.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            with self.cond:
+                self.text += line
+                self.cond.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float = 60) -> re.Match[str]:
+        with self.cond:
+            self.cond.wait_for(lambda: re.search(pattern, self.text), timeout)
+            match = re.search(pattern, self.text)
+        assert match, f"{pattern!r} not in output:\n{self.text}"
+        return match
+
+
+class PdbClient:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.read_prompt()
+
+    def read_prompt(self) -> str:
+        data = b""
+        while not data.endswith(b"(Pdb) "):
+            chunk = self.sock.recv(4096)
+            assert chunk, f"pdb hung up; got {data!r}"
+            data += chunk
+        return data.decode()
+
+    def ask(self, command: str) -> str:
+        self.sock.sendall(command.encode() + b"\n")
+        return self.read_prompt()
+
+    def finish(self, command: str) -> str:
+        """Send a command that ends the session; return what pdb said until it hung up."""
+        self.sock.sendall(command.encode() + b"\n")
+        data = b""
+        while chunk := self.sock.recv(4096):
+            data += chunk
+        self.sock.close()
+        return data.decode()
+
+
+def debugged_driver(command: list[str], env: dict[str, str] = {}) -> tuple[subprocess.Popen[str], Output]:
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **env})
+    return proc, Output(proc)
+
+
+def test_breakpoint_serves_pdb_and_the_script_goes_on(guest, tmp_path, private_tmp):
+    script = ("value = 'inspect-me'\nbreakpoint()\nmachine.succeed('echo after the breakpoint >&2')\n"
+              "log.info('script end reached')\n")
+    proc, out = debugged_driver(driver_command(guest, tmp_path, script), {"REMOTE_PDB_PORT": "0"})
+    try:
+        port = int(out.wait_for(r"breakpoint\(\) at \S+ line 2: pdb waits on 127\.0\.0\.1:(\d+)")[1])
+        out.wait_for(r"attach with `telnet 127\.0\.0\.1 \d+`")
+        pdb = PdbClient(port)
+        assert "'inspect-me'" in pdb.ask("p value")
+        assert "continuing" in pdb.finish("c")
+        assert proc.wait(60) == 0, out.text
+        out.thread.join(10)
+        assert "script end reached" in out.text
+    finally:
+        proc.kill()
+        proc.wait()
+    assert wait_no_processes(str(private_tmp)) == []
+
+
+def test_debug_hook_waits_before_teardown(guest, tmp_path, private_tmp):
+    script = "answer = 6 * 7\nmachine.succeed('true')\nmachine.succeed('exit 7')\n"
+    command = driver_command(guest, tmp_path, script, "--debug-hook-attach", "/run/attach-helper")
+    proc, out = debugged_driver(command)
+    try:
+        pattern = out.wait_for(r"Breakpoint reached, run 'sudo /run/attach-helper (\d+)'")[1]
+        port = int(out.wait_for(r"pdb post mortem: pdb waits on 127\.0\.0\.1:(\d+)")[1])
+        out.wait_for(r"`c` continues the test")
+        marker = subprocess.run(["pgrep", "-fx", f"sleep {pattern}"], capture_output=True, text=True)
+        assert marker.returncode == 0  # what the attach command looks for
+        pdb = PdbClient(port)
+        assert "42" in pdb.ask("p answer")  # the failing line's frame
+        assert "'alive\\n'" in pdb.ask("p machine.succeed('echo alive')")  # the VM is still up
+        assert processes_mentioning(str(private_tmp))
+        pdb.finish("c")
+        assert proc.wait(60) == 1
+        out.thread.join(10)
+        assert "failed (exit code 7)" in out.text
+    finally:
+        proc.kill()
+        proc.wait()
+    assert subprocess.run(["pgrep", "-fx", f"sleep {pattern}"]).returncode == 1
+    assert wait_no_processes(str(private_tmp)) == []
+
+
+def test_debug_breakpoint_is_a_no_op_without_the_hook(guest, tmp_path, private_tmp):
+    command = driver_command(guest, tmp_path, "debug.breakpoint()\nmachine.succeed('true')\n")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "pdb waits" not in result.stderr

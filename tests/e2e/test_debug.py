@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -195,3 +196,14 @@ def test_debug_breakpoint_is_a_no_op_without_the_hook(guest, tmp_path, private_t
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "pdb waits" not in result.stderr
+
+
+def test_sigterm_ends_the_interactive_shell_and_its_machines(shell, private_tmp):
+    shell.send('machine.succeed("echo up")\r')
+    shell.expect("'up")
+    assert processes_mentioning(str(private_tmp))
+    shell.kill(signal.SIGTERM)
+    shell.expect(pexpect.EOF)
+    shell.close()
+    assert shell.exitstatus == 130
+    assert wait_no_processes(str(private_tmp)) == []

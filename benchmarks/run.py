@@ -12,6 +12,8 @@ measured in the same run on the same guest and QEMU flags:
   crash       SIGKILL to QEMU until the blocked succeed() raised
   start_all   1, 2, 4 guests until every machine answered succeed
   throughput  MB/s of a 50 MB output
+  ocr         seconds per get_screen_text_variants(); share of words recovered from three
+              VGA console screens of known text, per variant, the raw screenshot and any variant
   idle        driver CPU seconds per VM-minute idle; driver peak RSS
 """
 
@@ -30,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -41,6 +44,7 @@ from test_driver.driver import Driver  # noqa: E402
 from test_driver.errors import MachineCrashed  # noqa: E402
 from test_driver.logger import CompositeLogger, TerminalLogger  # noqa: E402
 from test_driver.machine.start_command import Sockets, StartCommand  # noqa: E402
+from test_driver.ocr import BASELINE, VARIANTS, text_variants  # noqa: E402
 
 
 def quiet_logger() -> CompositeLogger:
@@ -106,6 +110,22 @@ class RawGuest:
         self.proc.wait()
         for s in (self.shell, *self.others):
             s.close()
+
+
+OCR_SCREENS = [
+    "The quick brown fox jumps over the lazy dog\nPack my box with five dozen liquor jugs\n"
+    "How vexingly quick daft zebras jump",
+    "Welcome to NixOS 24.05 (x86_64) - tty1\nmachine login: root\n"
+    "Last login: Tue Nov 25 20:08:30 2026 on ttyS0\n[root@machine:~]# systemctl status sshd.service",
+    "error: builder for '/nix/store/abc123-hello-2.12.drv' failed with exit code 1;\n"
+    "Check the log at /var/log/nixos/test-42.log\nPASSED 17 FAILED 3 SKIPPED 0\nfoo_bar-baz = {x: 10, y: 20};",
+]
+
+
+def word_recall(truth: str, text: str) -> float:
+    """The share of ``truth``'s words (whitespace-separated, exact) found in ``text``."""
+    want, got = Counter(truth.split()), Counter(text.split())
+    return sum(min(n, got[word]) for word, n in want.items()) / sum(want.values())
 
 
 def stats(values: list[float]) -> dict[str, float]:
@@ -223,6 +243,29 @@ class Bench:
                 rates.append(len(out) / 1e6 / (time.monotonic() - tic))
         self.results["throughput"] = {"MB_per_s": stats(rates)}
 
+    def ocr(self) -> None:
+        """Share of the words of known VGA console screens that OCR recovers, per variant."""
+        per_variant: dict[str, list[float]] = {name: [] for name in [*VARIANTS, *BASELINE, "any variant"]}
+        seconds = []
+        with Driver([str(tiny.write_start_script(self.work, "ocr", tiny.build(), seabios=True))], [], "",
+                    self.work, quiet_logger()) as driver:
+            machine = driver.machines[0]
+            for text in OCR_SCREENS:
+                machine.succeed("printf '\\033[2J\\033[H' > /dev/tty1; cat > /dev/tty1 <<'EOT'\n" + text + "\nEOT")
+                time.sleep(0.5)  # the VGA console redraws asynchronously
+                for _ in range(self.runs):
+                    tic = time.monotonic()
+                    machine.get_screen_text_variants()
+                    seconds.append(time.monotonic() - tic)
+                png = self.work / "ocr.png"
+                machine.screenshot(str(png))
+                texts = dict(zip([*VARIANTS, *BASELINE], text_variants(png, {**VARIANTS, **BASELINE})))
+                for name, read in texts.items():
+                    per_variant[name].append(word_recall(text, read))
+                per_variant["any variant"].append(word_recall(text, " ".join(texts[name] for name in VARIANTS)))
+        self.results["ocr"] = {"seconds_per_screen": stats(seconds),
+                               **{f"recall {name}": stats(values) for name, values in per_variant.items()}}
+
     def idle(self, seconds: float) -> None:
         per_vm_minute = []
         with self.driver(["idle1", "idle2"]) as driver:
@@ -264,7 +307,7 @@ def main() -> None:
         sections: dict[str, Callable[[], None]] = {
             "boot": bench.boot, "command": bench.command, "crash": bench.crash,
             "start_all": bench.start_all, "throughput": bench.throughput,
-            "idle": lambda: bench.idle(args.idle_seconds)}
+            "ocr": bench.ocr, "idle": lambda: bench.idle(args.idle_seconds)}
         for name, run in sections.items():
             if args.only and name not in args.only:
                 continue

@@ -11,10 +11,17 @@ _UNSHIFTED = {"-": "minus", "=": "equal", "[": "bracket_left", "]": "bracket_rig
 _SHIFTED = dict(zip('_+{}:"~|<>?!@#$%^&*()', "-=[];'`\\,./1234567890"))
 
 
+# Names people type for keys QEMU spells otherwise (in combinations too: "ctrl-enter").
+ALIASES = {"enter": "ret", "return": "ret", "space": "spc", "escape": "esc", "del": "delete",
+           "ins": "insert", "pageup": "pgup", "pagedown": "pgdn", "control": "ctrl", "win": "meta_l",
+           "super": "meta_l", "bksp": "backspace"}
+
+
 def key_for(char: str) -> str:
-    """The sendkey name for one character; other strings (e.g. "ctrl-alt-delete") pass through."""
+    """The sendkey name for one character; a key name or combination (``ctrl-alt-delete``,
+    ``0x0C``) passes through, with common aliases (``enter``, ``space``...) translated."""
     if len(char) != 1:
-        return char
+        return "-".join(ALIASES.get(part.lower(), part) for part in char.split("-"))
     if char in string.ascii_lowercase or char in string.digits:
         return char
     if char in string.ascii_uppercase:

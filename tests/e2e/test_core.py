@@ -145,27 +145,3 @@ def test_generate_driver_symbols(tmp_path):
                    cwd=tmp_path, check=True, timeout=60)
     symbols = (tmp_path / "driver-symbols").read_text().split(",")
     assert {"start_all", "subtest", "polling_condition", "create_machine", "Machine"} <= set(symbols)
-
-
-def test_screen_text_by_ocr(guest, tmp_path, private_tmp, log):
-    import tiny
-
-    from test_driver.driver import Driver
-
-    script = tiny.write_start_script(tmp_path, "screen", guest, seabios=True)
-    out = tmp_path / "out"
-    out.mkdir()
-    with Driver([str(script)], [], "", out, log) as driver:
-        screen = driver.machines[0]
-        screen.succeed("printf '\\033[2J\\033[H%s\\n' 'The quick brown fox jumps over the lazy dog' > /dev/tty1")
-        start = time.monotonic()
-        screen.wait_for_text("quick brown fox", timeout=60)
-        assert any("lazy dog" in text for text in screen.get_screen_text_variants())
-        assert "fox" in screen.get_screen_text()
-        log.info(f"OCR wait took {time.monotonic() - start:.1f}s")
-        with pytest.raises(WaitTimeout, match="/never on screen/ on the screen.*OCR read"):
-            screen.wait_for_text("never on screen", timeout=1)
-        screen.screenshot("shot")
-        from PIL import Image
-        with Image.open(out / "shot.png") as image:
-            assert image.size == (720, 400)  # VGA text mode

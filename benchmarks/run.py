@@ -7,11 +7,12 @@ Each figure is min/median/max over --runs runs.  Ratios compare with the limit
 measured in the same run on the same guest and QEMU flags:
 
   boot        raw QEMU until the backdoor greeting  vs  start() + first succeed("true")
-  command     raw one-line round trip on the virtconsole, upstream's two-line base64 framing
-              (sent by hand on the same socket)  vs  succeed("true") through the driver
+  command     raw one-line round trip on the virtconsole, the same with one fork in the guest
+              (the floor of any framing that captures output), upstream's two-line base64
+              framing (sent by hand on the same socket)  vs  succeed("true") through the driver
   crash       SIGKILL to QEMU until the blocked succeed() raised
   start_all   1, 2, 4 guests until every machine answered succeed
-  throughput  MB/s of a 50 MB output
+  throughput  MB/s of a 50 MB output (--megabytes)  vs  the same output read raw from the socket
   ocr         seconds per get_screen_text_variants(); share of words recovered from three
               VGA console screens of known text, per variant, the raw screenshot and any variant
   idle        driver CPU seconds per VM-minute idle; driver peak RSS
@@ -78,13 +79,17 @@ class RawGuest:
         self.buf = b""
 
     def read_until(self, pattern: bytes) -> bytes:
-        while pattern not in self.buf:
+        """Read up to ``pattern``; return what came before it (searching new bytes only)."""
+        buf = bytearray(self.buf)
+        start = 0
+        while (at := buf.find(pattern, start)) < 0:
+            start = max(0, len(buf) - len(pattern) + 1)
             data = self.shell.recv(1 << 16)
             if not data:
                 raise EOFError("guest closed the shell")
-            self.buf += data
-        before, _, self.buf = self.buf.partition(pattern)
-        return before
+            buf += data
+        self.buf = bytes(buf[at + len(pattern):])
+        return bytes(buf[:at])
 
     def wait_greeting(self) -> float:
         self.read_until(b"Spawning backdoor root shell...\n")
@@ -138,8 +143,8 @@ def percentile(values: list[float], p: float) -> float:
 
 
 class Bench:
-    def __init__(self, runs: int, calls: int, work: Path, kind: str) -> None:
-        self.runs, self.calls, self.work = runs, calls, work
+    def __init__(self, runs: int, calls: int, work: Path, kind: str, megabytes: int = 50) -> None:
+        self.runs, self.calls, self.work, self.megabytes = runs, calls, work, megabytes
         self.builder = debian if kind == "debian" else tiny
         self.guest = self.builder.build()
         self.results: dict[str, dict] = {}
@@ -164,13 +169,16 @@ class Bench:
                                 "ratio": statistics.median(ours) / statistics.median(raw)}
 
     def command(self) -> None:
-        raw, upstream, ours, ours_p99 = [], [], [], []
+        raw, fork, upstream, ours, ours_p99 = [], [], [], [], []
         for _ in range(self.runs):
             guest = RawGuest(self.script("cmdraw"), self.work)
             guest.wait_greeting()
             if self.builder is debian:  # measure a settled system, not one still booting
                 guest.roundtrip(b"systemctl is-system-running --wait >/dev/null 2>&1; echo ready\n", b"ready\n")
             r = [guest.roundtrip(b"echo\n", b"\n") for _ in range(self.calls)]
+            # Any framing that runs a command apart from the shell and captures its output
+            # forks once in the guest: the same round trip with one command substitution.
+            f = [guest.roundtrip(b"__x=$(:); echo\n", b"\n") for _ in range(self.calls)]
             u = [guest.upstream_succeed_true() for _ in range(max(30, self.calls // 10))]
             guest.close()
             with self.driver(["cmddrv"]) as driver:
@@ -184,16 +192,19 @@ class Bench:
                     machine.succeed("true")
                     o.append(time.monotonic() - tic)
             raw.append(statistics.mean(r))
+            fork.append(statistics.mean(f))
             upstream.append(statistics.mean(u))
             ours.append(statistics.mean(o))
             ours_p99.append(percentile(o, 99))
         self.results["command"] = {
             "raw_roundtrip_ms": stats([v * 1000 for v in raw]),
+            "raw_one_fork_roundtrip_ms": stats([v * 1000 for v in fork]),
             "upstream_framing_ms": stats([v * 1000 for v in upstream]),
             "driver_succeed_true_ms": stats([v * 1000 for v in ours]),
             "driver_succeed_true_p99_ms": stats([v * 1000 for v in ours_p99]),
             "driver_vs_upstream": statistics.median(ours) / statistics.median(upstream),
             "driver_vs_raw": statistics.median(ours) / statistics.median(raw),
+            "driver_vs_one_fork": statistics.median(ours) / statistics.median(fork),
         }
 
     def crash(self) -> None:
@@ -233,15 +244,26 @@ class Bench:
         self.results["start_all"] = result
 
     def throughput(self) -> None:
+        size = self.megabytes * 1000000
+        raw_rates = []
+        for _ in range(self.runs):
+            guest = RawGuest(self.script("bulkraw"), self.work)
+            guest.wait_greeting()
+            guest.roundtrip(b"echo\n", b"\n")
+            tic = time.monotonic()
+            guest.roundtrip(f"head -c {size} /dev/zero | tr '\\0' a; echo END\n".encode(), b"END\n")
+            raw_rates.append(size / 1e6 / (time.monotonic() - tic))
+            guest.close()
         rates = []
         with self.driver(["bulk"]) as driver:
             machine = driver.machines[0]
             machine.succeed("true")
             for _ in range(self.runs):
                 tic = time.monotonic()
-                out = machine.succeed("head -c 50000000 /dev/zero | tr '\\0' a")
+                out = machine.succeed(f"head -c {self.megabytes * 1000000} /dev/zero | tr '\\0' a")
                 rates.append(len(out) / 1e6 / (time.monotonic() - tic))
-        self.results["throughput"] = {"MB_per_s": stats(rates)}
+        self.results["throughput"] = {"MB_per_s": stats(rates), "raw_transport_MB_per_s": stats(raw_rates),
+                                      "driver_vs_transport": statistics.median(rates) / statistics.median(raw_rates)}
 
     def ocr(self) -> None:
         """Share of the words of known VGA console screens that OCR recovers, per variant."""
@@ -298,12 +320,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--idle-seconds", type=float, default=10)
+    parser.add_argument("--megabytes", type=int, default=50, help="output size for throughput")
     parser.add_argument("--json", type=Path, default=Path("benchmark-results.json"))
     parser.add_argument("--only", nargs="*", help="sections to run")
     parser.add_argument("--guest", choices=["tiny", "debian"], default="tiny")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="td-bench-", dir="/tmp") as work:
-        bench = Bench(args.runs, args.calls, Path(work), args.guest)
+        bench = Bench(args.runs, args.calls, Path(work), args.guest, args.megabytes)
         sections: dict[str, Callable[[], None]] = {
             "boot": bench.boot, "command": bench.command, "crash": bench.crash,
             "start_all": bench.start_all, "throughput": bench.throughput,

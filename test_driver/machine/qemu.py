@@ -382,6 +382,9 @@ class QemuMachine(BaseMachine):
                      "the machine to be restarted after its crash")
             if isinstance(self.stopped, MachineCrashed) and not self.booted:
                 raise self.stopped
+            exiting = self.booted and self.expect_exit
+        if exiting:  # a reboot without allow_reboot: QEMU exits first, then starts anew
+            self.wait_for_shutdown(timeout)
         with self.nested("waiting for the VM to finish booting"):
             self.start()
             tic = time.monotonic()

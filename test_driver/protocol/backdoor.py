@@ -114,6 +114,8 @@ class Backdoor:
         self.stream = stream
         self.send = send
         self.on_junk = on_junk or (lambda data: None)
+        self.issued: set[str] = set()
+        """Nonces of commands whose reply has not been read yet."""
 
     def wait_for_greeting(self, deadline: Deadline) -> bytes:
         """Wait for the backdoor's greeting; return what the guest said before it."""
@@ -124,6 +126,7 @@ class Backdoor:
     def install(self, deadline: Deadline) -> None:
         """Define the helper functions in the guest shell and check that it answers."""
         nonce = secrets.token_hex(8)
+        self.issued.add(nonce)
         self.send(f"{HELPERS}\nprintf 'TD1 %s 0 0\\n' {nonce}\n".encode())
         self.reply(nonce, deadline)
 
@@ -138,6 +141,7 @@ class Backdoor:
         """
         nonce = secrets.token_hex(8)
         quoted = ansi_c_quote(command)
+        self.issued.add(nonce)
         line = f"__td_run {nonce} {quoted} & __td_p=$!" if interruptible else f"__td_now {nonce} {quoted}"
         self.send(line.encode() + b"\n")
         return nonce
@@ -152,14 +156,20 @@ class Backdoor:
         """Wait for the reply carrying ``nonce``: (exit status, stdout bytes).
 
         Replies of earlier commands nobody waits for any more (timed out, or
-        started without waiting) are read past; anything else is junk and
-        handed to ``on_junk``.
+        started without waiting) are read past; anything else, a header with a
+        nonce never issued included, is junk and handed to ``on_junk`` (so a
+        forged length cannot swallow the real reply).
         """
         while True:
             before, match = self.stream.expect(REPLY, deadline, f"the reply to command {nonce}")
             if before.strip():
                 self.on_junk(before)
+            seen = match[1].decode()
+            if seen not in self.issued:
+                self.on_junk(match[0])
+                continue
             body = self.stream.read_exactly(int(match[3]), deadline, f"the output of command {nonce}")
-            if match[1].decode() == nonce:
+            self.issued.discard(seen)
+            if seen == nonce:
                 return int(match[2]), body
 

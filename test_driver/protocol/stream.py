@@ -65,25 +65,26 @@ class Stream:
         """Wait until ``pattern`` matches; consume and return (bytes before it, match).
 
         ``overlap`` bounds how far back a new search restarts, so a long
-        stream is scanned about once; patterns must be shorter than it.
+        stream is scanned about once; patterns must be shorter than it, and
+        match their text without looking around it (no lookbehind/lookahead).
         """
         with self.cond:
-            def look() -> tuple[int, re.Match[bytes]] | None:
-                # Search an immutable copy of the unsearched window: a match over the
-                # bytearray itself would change when consumed bytes are deleted.
-                start = max(0, self.scanned - overlap)
-                match = pattern.search(bytes(self.buf[start:]))
-                if match is None:
+            def look() -> tuple[int, int] | None:
+                # Search the buffer in place (no copy of what may be megabytes of output).
+                found = pattern.search(self.buf, max(0, self.scanned - overlap))
+                if found is None:
                     self.scanned = len(self.buf)
                     if self.eof:
                         raise StreamEOF(f"{self.name} closed while waiting for {what} ({self._tail()})")
                     return None
-                return start, match
+                return found.start(), found.end()
 
-            start, match = wait_for(self.cond, look, deadline, what, self._tail, self._check)
-            before = bytes(self.buf[: start + match.start()])
-            del self.buf[: start + match.end()]
-            self.scanned = 0
+            start, end = wait_for(self.cond, look, deadline, what, self._tail, self._check)
+            # The caller gets a match over an immutable copy of the matched bytes: one over
+            # the bytearray would change when the consumed bytes are deleted.
+            match = pattern.match(bytes(self.buf[start:end]))
+            assert match is not None
+            before = self._consume(start, end)
             return before, match
 
     def read_exactly(self, n: int, deadline: Deadline, what: str) -> bytes:
@@ -98,7 +99,15 @@ class Stream:
 
             wait_for(self.cond, enough, deadline, what,
                      lambda: f"{len(self.buf)} of {n} bytes", self._check)
-            data = bytes(self.buf[:n])
-            del self.buf[:n]
-            self.scanned = 0
-            return data
+            return self._consume(n, n)
+
+    def _consume(self, keep: int, end: int) -> bytes:
+        """Remove ``buf[:end]``; return a copy of ``buf[:keep]`` (one copy, however large)."""
+        with memoryview(self.buf) as view:
+            data = bytes(view[:keep])
+        if end == len(self.buf):
+            self.buf = bytearray()  # give a large buffer's memory back
+        else:
+            del self.buf[:end]
+        self.scanned = 0
+        return data

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import tiny
@@ -110,8 +111,10 @@ def test_global_timeout_names_what_was_running(run):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_signal_to_driver_leaves_nothing_behind(guest, tmp_path, private_tmp, sig):
     script = "victim.succeed('echo ready > /dev/ttyS0')\nvictim.succeed('sleep 600')\n"
-    with driver_running(guest, tmp_path, "victim", script, "must succeed: sleep 600") as proc:
+    with driver_running(guest, tmp_path, "victim", script, "must succeed: sleep 600", ["--vlans", "1"]) as proc:
         assert processes_mentioning(str(private_tmp))
+        switches = children_named(proc.pid, "vde_switch")
+        assert len(switches) == 1
         proc.send_signal(sig)
         start = time.monotonic()
         rest = proc.stdout.read()
@@ -120,6 +123,19 @@ def test_signal_to_driver_leaves_nothing_behind(guest, tmp_path, private_tmp, si
         assert time.monotonic() - start < 5
         assert "interrupted" in rest
         assert list(private_tmp.iterdir()) == []  # private dirs removed
+        assert not Path(f"/proc/{switches[0]}").exists()  # the VLAN's vde_switch is gone too
+
+
+def children_named(parent: int, name: str) -> list[int]:
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:
+            continue
+        if fields.get("Name", "").strip() == name and int(fields.get("PPid", "0")) == parent:
+            found.append(int(status.parent.name))
+    return found
 
 
 def test_sigkill_of_driver_still_kills_qemu(guest, tmp_path, private_tmp):

@@ -188,3 +188,11 @@ def test_large_output_with_displaced_marker_stays_fast(guest):
     status, out = guest.run("(sleep 0.2; printf tail) & head -c 5000000 /dev/zero | tr '\\0' a")
     assert status == 0 and out == b"a" * 5_000_000 + b"tail"
     assert time.monotonic() - start < 10
+
+
+def test_forged_reply_header_is_junk_not_a_length(guest):
+    # Something in the guest prints a reply header with a nonce never issued: its length
+    # must not make the host swallow the real reply.
+    guest.host.sendall(b"printf 'TD1 abcdef 0 99999\\nnoise '\n")
+    assert guest.run("echo real", timeout=5) == (0, b"real\n")
+    assert b"TD1 abcdef 0 99999\n" in b"".join(guest.junk)

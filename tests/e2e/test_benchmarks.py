@@ -1,0 +1,38 @@
+"""The benchmark runs end to end and reports every figure (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
+
+FIGURES = {
+    "boot": {"raw_s", "driver_s", "ratio"},
+    "command": {"raw_roundtrip_ms", "raw_one_fork_roundtrip_ms", "upstream_framing_ms",
+                "driver_succeed_true_ms", "driver_succeed_true_p99_ms", "driver_vs_upstream",
+                "driver_vs_raw", "driver_vs_one_fork"},
+    "crash": {"detection_ms"},
+    "start_all": {"1_vms_s", "2_vms_s", "4_vms_s"},
+    "throughput": {"MB_per_s", "raw_transport_MB_per_s", "driver_vs_transport"},
+    "ocr": {"seconds_per_screen", "recall inverted-2x", "recall inverted-3x-threshold", "recall raw",
+            "recall inverted", "recall any variant"},
+    "idle": {"cpu_s_per_vm_minute", "peak_rss_MB"},
+}
+
+
+def test_benchmark_smoke(tmp_path, private_tmp):
+    out = tmp_path / "results.json"
+    result = subprocess.run([sys.executable, str(BENCH), "--runs", "1", "--calls", "20", "--idle-seconds", "1",
+                             "--megabytes", "2", "--json", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    results = json.loads(out.read_text())
+    assert {section: set(values) for section, values in results.items()} == FIGURES
+    for section, values in results.items():
+        for name, value in values.items():
+            numbers = value.values() if isinstance(value, dict) else [value]
+            assert all(isinstance(n, (int, float)) and n >= 0 for n in numbers), (section, name, value)
+            assert name in result.stdout  # the printed table has every figure

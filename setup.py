@@ -14,6 +14,7 @@ setup(
         "console_scripts": [
             "nixos-test-driver=test_driver:main",
             "generate-driver-symbols=test_driver:generate_driver_symbols",
+            "nixos-test-driver-typecheck=test_driver.typecheck:main",
         ]
     },
 )

@@ -45,6 +45,7 @@ from test_driver.driver import Driver  # noqa: E402
 from test_driver.errors import MachineCrashed  # noqa: E402
 from test_driver.logger import CompositeLogger, TerminalLogger  # noqa: E402
 from test_driver.machine.start_command import Sockets, StartCommand  # noqa: E402
+from test_driver.machine.supervisor import die_with_parent  # noqa: E402
 from test_driver.ocr import BASELINE, VARIANTS, text_variants  # noqa: E402
 
 
@@ -71,7 +72,7 @@ class RawGuest:
         self.start = time.monotonic()
         self.proc = subprocess.Popen(argv, env=env, cwd=self.dir, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=die_with_parent)
         self.shell, _ = listeners[0].accept()
         self.others = [listener.accept()[0] for listener in listeners[1:]]
         for listener in listeners:

@@ -8,10 +8,12 @@ import signal
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
+from .config import load_driver_configuration
 from .debug import Debug
 from .driver import Driver
 from .errors import DriverError, TestScriptError
@@ -46,7 +48,7 @@ def writeable_dir(arg: str) -> Path:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nixos-test-driver")
-    p.add_argument("-K", "--keep-vm-state", action="store_true",
+    p.add_argument("-K", "--keep-vm-state", "--keep-machine-state", dest="keep_vm_state", action="store_true",
                    help="re-use a VM state coming from a previous run")
     p.add_argument("-I", "--interactive", action=argparse.BooleanOptionalAction,
                    help="drop into a python repl and run the tests interactively")
@@ -55,7 +57,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--vlans", metavar="VLAN", action=EnvDefault, envvar="vlans", nargs="*",
                    help="vlans to span by the driver")
     p.add_argument("--global-timeout", type=int, metavar="GLOBAL_TIMEOUT", action=EnvDefault,
-                   envvar="globalTimeout", default=3600, help="timeout in seconds for the whole test")
+                   envvar="globalTimeout", help="timeout in seconds for the whole test (default 3600)")
+    p.add_argument("-c", "--config", type=Path, metavar="FILE",
+                   help="the JSON of nixpkgs' driver-configuration.nix (machines, VLANs, test script)")
     p.add_argument("-o", "--output_directory", default=Path.cwd(), type=writeable_dir,
                    help="where outputs (copy_from_vm, screenshots, post-mortems) are placed")
     p.add_argument("--junit-xml", type=Path, metavar="PATH",
@@ -68,8 +72,8 @@ def parser() -> argparse.ArgumentParser:
                    envvar="logLevel", default="info", help="the least important messages shown")
     p.add_argument("--debug-hook-attach", metavar="CMD",
                    help="command a failing test runs so that a person can attach")
-    p.add_argument("testscript", action=EnvDefault, envvar="testScript", type=Path,
-                   help="the test script to run")
+    p.add_argument("testscript", action=EnvDefault, envvar="testScript", type=Path, nargs="?",
+                   help="the test script to run (unless --config names it)")
     return p
 
 
@@ -80,6 +84,37 @@ def _raise_interrupted(signum: int, _frame: FrameType | None) -> NoReturn:
 def _raised_by_script(exc: BaseException, script: str) -> bool:
     frames = traceback.extract_tb(exc.__traceback__)
     return bool(frames) and frames[-1].filename == script
+
+
+@dataclass(frozen=True)
+class Run:
+    """What to run, from the flags (and their environment variables) or from --config."""
+
+    start_scripts: list[str]
+    machine_names: list[str] | None
+    vlans: list[int]
+    script: Path
+    global_timeout: float
+
+
+def what_to_run(args: argparse.Namespace) -> Run:
+    timeout = args.global_timeout
+    if args.config is None:
+        if args.testscript is None:
+            raise DriverError("no test script: give its path (or $testScript), or --config")
+        return Run(args.start_scripts or [], None, args.vlans or [], args.testscript,
+                   timeout if timeout is not None else 3600)
+    given = [flag for flag, value in (("--start-scripts/$startScripts", args.start_scripts),
+                                      ("--vlans/$vlans", args.vlans),
+                                      ("a test script path/$testScript", args.testscript)) if value]
+    if given:
+        raise DriverError(f"--config names the machines, VLANs and test script: drop {', '.join(given)}")
+    config = load_driver_configuration(args.config)
+    if config.container_names:
+        raise DriverError(f"{args.config}: containers ({', '.join(config.container_names)}) need "
+                          "systemd-nspawn machines, which this driver does not run")
+    return Run(config.vm_start_scripts, config.vm_names, config.vlans, config.test_script,
+               timeout if timeout is not None else config.global_timeout)
 
 
 def make_logger(args: argparse.Namespace, out_dir: Path) -> CompositeLogger:
@@ -114,15 +149,17 @@ def main(argv: list[str] | None = None) -> None:
     failure: BaseException | None = None
     status = 0
     try:
+        run = what_to_run(args)
+        script = str(run.script)
         try:
-            tests = args.testscript.read_text()
+            tests = run.script.read_text()
         except OSError as exc:
             raise DriverError(f"cannot read the test script: {exc}") from None
         if args.interactive:
             require_terminal()
-        driver = Driver(args.start_scripts or [], args.vlans or [], tests, out_dir,
-                        logger, args.keep_vm_state, args.global_timeout, test_script_path=script,
-                        debug=Debug(logger, args.debug_hook_attach))
+        driver = Driver(run.start_scripts, run.vlans, tests, out_dir, logger, args.keep_vm_state,
+                        run.global_timeout, test_script_path=script,
+                        debug=Debug(logger, args.debug_hook_attach), machine_names=run.machine_names)
         with driver:
             if args.interactive:
                 run_shell(driver, logger, out_dir)

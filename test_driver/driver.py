@@ -29,7 +29,9 @@ class Driver:
     def __init__(self, start_scripts: list[str], vlans: list[int], tests: str, out_dir: Path,
                  logger: AbstractLogger | None = None, keep_vm_state: bool = False,
                  global_timeout: int | float = 24 * 60 * 60, test_script_path: str = "<testScript>",
-                 debug: Debug | None = None) -> None:
+                 debug: Debug | None = None, machine_names: list[str] | None = None) -> None:
+        """``machine_names``, when given, name the machines of ``start_scripts`` one to one
+        (nixpkgs' ``--config`` does); otherwise each name comes from its script's ``run-NAME-vm``."""
         self.tests = tests
         self.out_dir = Path(out_dir)
         self.logger = logger or CompositeLogger([TerminalLogger()])
@@ -48,13 +50,15 @@ class Driver:
         self.code: CodeType = self._compile(tests)
 
         commands = [StartCommand(script) for script in start_scripts or []]
+        if machine_names is not None and len(machine_names) != len(commands):
+            raise DriverError(f"{len(machine_names)} machine names for {len(commands)} start scripts")
+        machine_names = machine_names or [command.machine_name for command in commands]
         names: dict[str, str] = {}
-        for command in commands:
+        for command, name in zip(commands, machine_names):
             command.validate()
-            if command.machine_name in names:
-                raise DriverError(f"two start scripts for machine {command.machine_name!r}: "
-                                  f"{names[command.machine_name]} and {command.command}")
-            names[command.machine_name] = command.command
+            if name in names:
+                raise DriverError(f"two start scripts for machine {name!r}: {names[name]} and {command.command}")
+            names[name] = command.command
 
         vlan_numbers = self._vlan_numbers(vlans or [])
         self.base_tmp = Path(tempfile.gettempdir())
@@ -67,8 +71,8 @@ class Driver:
         try:
             with self.logger.nested("start all VLans"):
                 self.vlans = [VLan(nr, self.socket_root, self.logger) for nr in vlan_numbers]
-            self.machines = [self._new_machine(command.command, command.machine_name)
-                             for command in commands]
+            self.machines = [self._new_machine(command.command, name)
+                             for command, name in zip(commands, machine_names)]
         except BaseException:
             self.cleanup()
             raise

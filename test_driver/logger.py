@@ -438,45 +438,39 @@ class CompositeLogger(AbstractLogger):
     def add_logger(self, logger: AbstractLogger) -> None:
         self.logger_list.append(logger)
 
-    def log(self, message: str, attributes: dict[str, str] = {}) -> None:
+    def _each(self, method: str, *args: Any, **kwargs: Any) -> None:
         for logger in self.logger_list:
-            logger.log(message, attributes)
+            getattr(logger, method)(*args, **kwargs)
+
+    def log(self, message: str, attributes: dict[str, str] = {}) -> None:
+        self._each("log", message, attributes)
 
     def debug(self, message: str, attributes: dict[str, str] = {}) -> None:
-        for logger in self.logger_list:
-            logger.debug(message, attributes)
+        self._each("debug", message, attributes)
 
     def info(self, message: str, attributes: dict[str, str] = {}) -> None:
-        for logger in self.logger_list:
-            logger.info(message, attributes)
+        self._each("info", message, attributes)
 
     def warning(self, message: str, attributes: dict[str, str] = {}) -> None:
-        for logger in self.logger_list:
-            logger.warning(message, attributes)
+        self._each("warning", message, attributes)
 
     def error(self, message: str, attributes: dict[str, str] = {}) -> None:
-        for logger in self.logger_list:
-            logger.error(message, attributes)
+        self._each("error", message, attributes)
 
     def log_test_error(self, message: str, attributes: dict[str, str] = {}) -> None:
-        for logger in self.logger_list:
-            logger.log_test_error(message, attributes)
+        self._each("log_test_error", message, attributes)
 
     def log_serial(self, message: str, machine: str) -> None:
-        for logger in self.logger_list:
-            logger.log_serial(message, machine)
+        self._each("log_serial", message, machine)
 
     def event(self, kind: str, **fields: Any) -> None:
-        for logger in self.logger_list:
-            logger.event(kind, **fields)
+        self._each("event", kind, **fields)
 
     def print_serial_logs(self, enable: bool) -> None:
-        for logger in self.logger_list:
-            logger.print_serial_logs(enable)
+        self._each("print_serial_logs", enable)
 
     def set_log_level(self, level: LogLevel) -> None:
-        for logger in self.logger_list:
-            logger.set_log_level(level)
+        self._each("set_log_level", level)
 
     @contextmanager
     def nested(self, message: str, attributes: dict[str, str] = {}) -> Iterator[None]:
@@ -496,6 +490,9 @@ class CompositeLogger(AbstractLogger):
         for logger in self.logger_list:
             logger.close()
 
+
+Logger = AbstractLogger
+"""The name older nixpkgs' typing prelude imports (``from test_driver.logger import Logger``)."""
 
 rootlog: AbstractLogger = CompositeLogger([TerminalLogger()])
 """The default logger, for old code that imports ``test_driver.logger.rootlog``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -143,3 +144,50 @@ def test_sigkill_of_driver_still_kills_qemu(guest, tmp_path, private_tmp):
     with driver_running(guest, tmp_path, "orphan", script, "QEMU running"):
         assert processes_mentioning(str(private_tmp))
     assert wait_no_processes(str(private_tmp), 5) == []
+
+
+def nixpkgs_config(tmp_path, guest, script: str, **fields) -> Path:
+    """A --config JSON shaped like nixpkgs' driver-configuration.nix writes."""
+    start_script = tiny.write_start_script(tmp_path, "zzz", guest)  # the name comes from the JSON
+    test = tmp_path / "test-script"
+    test.write_text(script)
+    config = {"vms": {"alpha": {"name": "alpha", "start_script": str(start_script)}}, "containers": {},
+              "vlans": [], "global_timeout": 600, "enable_ssh_backdoor": False, "test_script": str(test),
+              **fields}
+    path = tmp_path / "driverConfiguration.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_config_json_like_nixpkgs(guest, tmp_path, private_tmp):
+    config = nixpkgs_config(tmp_path, guest, "alpha.succeed('true')\nassert machine is alpha\n"
+                            "assert driver.global_timeout == 600\n")
+    result = subprocess.run([sys.executable, "-m", "test_driver.cli_main", "--config", str(config),
+                             "--log-level", "info", "-o", str(tmp_path)],
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert "alpha: must succeed: true" in result.stderr
+
+
+@pytest.mark.parametrize("change, args, message", [
+    ({}, ["some-script.py"], "--config names the machines, VLANs and test script: drop a test script"),
+    ({"containers": {"c1": {"name": "c1", "start_script": "/bin/true"}}}, [], "containers (c1) need"),
+    ({"vms": {"alpha": {"name": "alpha"}}}, [], 'vms.alpha needs a "start_script" string'),
+    ({"vlans": "1"}, [], '"vlans" must be a list of numbers'),
+    ({"global_timeout": -5}, [], '"global_timeout" must be a positive number'),
+])
+def test_bad_config_is_refused_before_any_vm(guest, tmp_path, private_tmp, change, args, message):
+    config = nixpkgs_config(tmp_path, guest, "alpha.succeed('true')\n", **change)
+    result = subprocess.run([sys.executable, "-m", "test_driver.cli_main", "-c", str(config),
+                             "-o", str(tmp_path), *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "starting vm" not in result.stderr
+
+
+def test_config_that_is_not_json(tmp_path, private_tmp):
+    path = tmp_path / "c.json"
+    path.write_text("{not json")
+    result = subprocess.run([sys.executable, "-m", "test_driver.cli_main", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2 and "is not JSON" in result.stderr

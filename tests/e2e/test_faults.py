@@ -25,9 +25,10 @@ def test_garbage_on_the_backdoor_channel_is_skipped(make_driver, log):
     assert "unexpected output on the backdoor shell" in log.text and "TD1 abcdef" in log.text
 
 
-def test_backdoor_that_stops_answering_is_a_clear_timeout(make_driver):
+@pytest.mark.parametrize("how", ["kill -STOP $$", "kill -KILL $$"], ids=["stops reading", "closes hvc0"])
+def test_backdoor_that_stops_answering_is_a_clear_timeout(make_driver, how):
     machine = make_driver(["alpha"]).machines[0]
-    machine.execute("kill -STOP $$", timeout=10)  # the guest's backdoor shell stops reading
+    machine.execute(how, timeout=10)  # the guest's backdoor shell stops, or dies and closes its console
     start = time.monotonic()
     with pytest.raises(WaitTimeout, match="command `true`.*still running after SIGTERM and SIGKILL"):
         machine.execute("true", timeout=2)

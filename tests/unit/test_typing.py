@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from test_driver import typecheck
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Shaped like the prelude nixpkgs writes before a testScript for its mypy check.
 PRELUDE = """\
 from typing import Any, Callable, ContextManager, Dict, List, Protocol
 from test_driver.driver import Driver
-from test_driver.logger import AbstractLogger
+from test_driver.logger import AbstractLogger, Logger
 from test_driver.machine import Machine
 from test_driver.vlan import VLan
 
@@ -88,3 +90,36 @@ def test_type_errors_are_found(tmp_path):
     assert 'Argument 1 to "succeed" of "BaseMachine" has incompatible type "int"' in text
     assert 'Missing positional argument "unit"' in text
     assert '"QemuMachine" has no attribute "no_such_method"' in text
+
+
+def test_our_prelude_accepts_a_correct_script_and_maps_lines(tmp_path):
+    pytest.importorskip("mypy")
+    status, messages = typecheck.check(GOOD + "vlan1.stop()\n", ["server", "client"], [1],
+                                       cache_dir=tmp_path / "cache")
+    assert status == 0, messages
+    status, messages = typecheck.check("machine.succeed('true')\nmachine.wait_for_unit(1)\n", ["only-one"],
+                                       script_name="t.py", cache_dir=tmp_path / "cache")
+    assert status == 1
+    assert 't.py:2: error: Argument 1 to "wait_for_unit"' in messages  # the script's own line
+    assert "only_one" in typecheck.prelude(["only-one"]) and "machine: QemuMachine" in typecheck.prelude(["x"])
+
+
+def test_our_prelude_rejects_missing_methods_and_wrong_types(tmp_path):
+    pytest.importorskip("mypy")
+    status, messages = typecheck.check(BAD, ["server", "client"], cache_dir=tmp_path / "cache")
+    assert status == 1
+    text = " ".join(messages.split())
+    assert 'testScript:1: error: Argument 1 to "succeed" of "BaseMachine" has incompatible type "int"' in text
+    assert 'testScript:3: error: "QemuMachine" has no attribute "no_such_method"' in text
+
+
+def test_typecheck_command_line(tmp_path):
+    pytest.importorskip("mypy")
+    script = tmp_path / "t.py"
+    script.write_text("alpha.succeed('true')\nbeta.succeed('true')\n")
+    ok = subprocess.run([sys.executable, "-c", "from test_driver.typecheck import main; main()",
+                         str(script), "--machines", "alpha", "beta"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "type check passed" in ok.stderr, ok.stdout + ok.stderr
+    bad = subprocess.run([sys.executable, "-c", "from test_driver.typecheck import main; main()",
+                          str(script), "--machines", "alpha"], capture_output=True, text=True)
+    assert bad.returncode == 1 and 'Name "beta" is not defined' in bad.stdout

@@ -1,0 +1,51 @@
+# The driver as a package, callPackage-able with the arguments nixpkgs' test framework passes
+# to its own driver (enableOCR, extraPythonPackages, qemu_pkg, enableNspawn), and buildable alone:
+#   nix-build                      (uses <nixpkgs>)
+#   pkgs.callPackage ./default.nix { enableOCR = true; }
+{
+  pkgs ? import <nixpkgs> { },
+  lib ? pkgs.lib,
+  python3Packages ? pkgs.python3Packages,
+  makeWrapper ? pkgs.makeWrapper,
+  qemu_pkg ? pkgs.qemu_test or pkgs.qemu,
+  vde2 ? pkgs.vde2,
+  tesseract ? pkgs.tesseract,
+  enableOCR ? false,
+  enableNspawn ? false,
+  extraPythonPackages ? (_: [ ]),
+  ...
+}:
+python3Packages.buildPythonApplication {
+  pname = "nixos-test-driver";
+  version = "0.1.0";
+  format = "setuptools";
+  src = lib.cleanSourceWith {
+    src = ./.;
+    filter = path: _type: !(lib.hasInfix "/tests/" path || lib.hasSuffix "/tests" path);
+  };
+
+  nativeBuildInputs = [ makeWrapper ];
+  propagatedBuildInputs =
+    (with python3Packages; [
+      colorama
+      junit-xml
+      pillow
+      ptpython
+      pytesseract
+      remote-pdb
+    ])
+    ++ extraPythonPackages python3Packages;
+
+  # QEMU and vde_switch are run by name; tesseract only when OCR is wanted. systemd-nspawn
+  # (enableNspawn) is accepted for nixpkgs' sake: this driver runs QEMU machines only.
+  makeWrapperArgs = [
+    "--prefix PATH : ${lib.makeBinPath ([ qemu_pkg vde2 ] ++ lib.optional enableOCR tesseract)}"
+  ];
+
+  doCheck = false; # the tests boot real guests: run them with scripts/test
+  meta = {
+    description = "A drop-in replacement for the NixOS test driver";
+    license = lib.licenses.mit;
+    mainProgram = "nixos-test-driver";
+  };
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Write the Markdown reference of the Machine methods, from their docstrings.
+
+    python3 extract-docstrings.py [test_driver/machine/base.py test_driver/machine/qemu.py] > machine-api.md
+
+The files are read as source (with ``ast``, nothing is imported): every public
+method of ``BaseMachine`` and ``QemuMachine`` gets a heading with its signature
+and its docstring, sorted by name; a method defined in both is taken from
+``QemuMachine``.  A public method without a docstring is an error (exit 1), so
+the manual never has an empty entry.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SOURCES = [HERE / "test_driver" / "machine" / "base.py", HERE / "test_driver" / "machine" / "qemu.py"]
+CLASSES = ("BaseMachine", "QemuMachine")
+
+
+def signature(func: ast.FunctionDef) -> str:
+    return f"{func.name}({re.sub(r'^self(, )?', '', ast.unparse(func.args))})"
+
+
+def methods(paths: list[Path]) -> dict[str, tuple[str, str | None]]:
+    """``{name: (signature, docstring)}`` of the public methods; later classes win."""
+    found: dict[str, tuple[str, str | None]] = {}
+    for path in paths:
+        tree = ast.parse(path.read_text(), str(path))
+        for cls in (node for node in tree.body if isinstance(node, ast.ClassDef) and node.name in CLASSES):
+            for func in cls.body:
+                if isinstance(func, ast.FunctionDef) and not func.name.startswith("_"):
+                    if any(isinstance(d, ast.Name) and d.id == "property" for d in func.decorator_list):
+                        continue
+                    found[func.name] = (signature(func), ast.get_docstring(func))
+    return found
+
+
+def markdown(found: dict[str, tuple[str, str | None]]) -> str:
+    out = ["# Machine objects", "",
+           "The methods of each machine of a test (`machine.succeed(...)` and so on).", ""]
+    for name in sorted(found):
+        sig, doc = found[name]
+        out += [f"## `{sig}` {{#test-opt-machine-{name.replace('_', '-')}}}", "",
+                textwrap.dedent(doc or "").strip(), ""]
+    return "\n".join(out)
+
+
+def main() -> None:
+    paths = [Path(arg) for arg in sys.argv[1:]] or SOURCES
+    found = methods(paths)
+    undocumented = sorted(name for name, (_, doc) in found.items() if not doc)
+    if undocumented:
+        sys.exit(f"extract-docstrings: public methods without a docstring: {', '.join(undocumented)}")
+    sys.stdout.write(markdown(found))
+
+
+if __name__ == "__main__":
+    main()

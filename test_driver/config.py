@@ -1,0 +1,77 @@
+"""``--config FILE``: the JSON that nixpkgs' driver-configuration.nix writes.
+
+    {"vms": {"NAME": {"name": "NAME", "start_script": "/nix/store/...-run-NAME-vm"}, ...},
+     "containers": {...}, "vlans": [1, 2], "global_timeout": 3600,
+     "enable_ssh_backdoor": false, "test_script": "/nix/store/...-test-script",
+     "display_viewers": {...}}
+
+Every field is checked, and a wrong one named, before any VM starts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import DriverError
+
+
+@dataclass(frozen=True)
+class DriverConfiguration:
+    vm_names: list[str]
+    vm_start_scripts: list[str]
+    container_names: list[str]
+    vlans: list[int]
+    global_timeout: float
+    enable_ssh_backdoor: bool
+    test_script: Path
+
+
+def _machines(data: dict[str, Any], key: str, path: Path) -> dict[str, str]:
+    """``{name: start_script}`` of the ``vms`` or ``containers`` table."""
+    table = data.get(key, {})
+    if not isinstance(table, dict):
+        raise DriverError(f"{path}: {key!r} must be an object of machines, not {table!r}")
+    machines = {}
+    for attr, machine in table.items():
+        if not isinstance(machine, dict) or not isinstance(machine.get("start_script"), str):
+            raise DriverError(f"{path}: {key}.{attr} needs a \"start_script\" string")
+        name = machine.get("name", attr)
+        if not isinstance(name, str) or not name:
+            raise DriverError(f"{path}: {key}.{attr}.name must be a non-empty string")
+        machines[name] = machine["start_script"]
+    return machines
+
+
+def _seconds(value: Any, path: Path) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    raise DriverError(f"{path}: \"global_timeout\" must be a positive number of seconds, not {value!r}")
+
+
+def load_driver_configuration(path: Path) -> DriverConfiguration:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise DriverError(f"cannot read the driver configuration: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise DriverError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise DriverError(f"{path}: the configuration must be a JSON object")
+    missing = [key for key in ("vms", "vlans", "test_script") if key not in data]
+    if missing:
+        raise DriverError(f"{path}: missing {', '.join(missing)}")
+    vms = _machines(data, "vms", path)
+    containers = _machines(data, "containers", path)
+    vlans = data["vlans"]
+    if not isinstance(vlans, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in vlans):
+        raise DriverError(f"{path}: \"vlans\" must be a list of numbers, not {vlans!r}")
+    if not isinstance(data["test_script"], str):
+        raise DriverError(f"{path}: \"test_script\" must be a path")
+    return DriverConfiguration(
+        vm_names=list(vms), vm_start_scripts=list(vms.values()), container_names=list(containers),
+        vlans=vlans, global_timeout=_seconds(data.get("global_timeout", 3600), path),
+        enable_ssh_backdoor=bool(data.get("enable_ssh_backdoor", False)),
+        test_script=Path(data["test_script"]))

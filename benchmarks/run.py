@@ -13,6 +13,8 @@ measured in the same run on the same guest and QEMU flags:
   crash       SIGKILL to QEMU until the blocked succeed() raised
   start_all   1, 2, 4 guests until every machine answered succeed
   throughput  MB/s of a 50 MB output (--megabytes)  vs  the same output read raw from the socket
+  parallel    two machines each waiting for a condition that holds 2 s later: one after the
+              other  vs  driver.parallel (the test symbol parallel)
   ocr         seconds per get_screen_text_variants(); share of words recovered from three
               VGA console screens of known text, per variant, the raw screenshot and any variant
   idle        driver CPU seconds per VM-minute idle; driver peak RSS
@@ -43,6 +45,7 @@ import tiny  # noqa: E402
 
 from test_driver.driver import Driver  # noqa: E402
 from test_driver.errors import MachineCrashed  # noqa: E402
+from test_driver.machine import QemuMachine  # noqa: E402
 from test_driver.logger import CompositeLogger, TerminalLogger  # noqa: E402
 from test_driver.machine.start_command import Sockets, StartCommand  # noqa: E402
 from test_driver.machine.supervisor import die_with_parent  # noqa: E402
@@ -266,6 +269,27 @@ class Bench:
         self.results["throughput"] = {"MB_per_s": stats(rates), "raw_transport_MB_per_s": stats(raw_rates),
                                       "driver_vs_transport": statistics.median(rates) / statistics.median(raw_rates)}
 
+    def parallel(self) -> None:
+        """Two machines each waiting for a condition that holds 2 s after the wait began."""
+        def wait(machine: QemuMachine) -> None:
+            machine.succeed("rm -f /tmp/flag; (sleep 2; touch /tmp/flag) >/dev/null 2>&1 &")
+            machine.wait_until_succeeds("test -e /tmp/flag", timeout=60)
+
+        sequential, concurrent = [], []
+        with self.driver(["par_a", "par_b"]) as driver:
+            driver.start_all()
+            a, b = driver.machines
+            for _ in range(self.runs):
+                tic = time.monotonic()
+                wait(a)
+                wait(b)
+                sequential.append(time.monotonic() - tic)
+                tic = time.monotonic()
+                driver.parallel(lambda: wait(a), lambda: wait(b))
+                concurrent.append(time.monotonic() - tic)
+        self.results["parallel"] = {"sequential_s": stats(sequential), "parallel_s": stats(concurrent),
+                                    "ratio": statistics.median(concurrent) / statistics.median(sequential)}
+
     def ocr(self) -> None:
         """Share of the words of known VGA console screens that OCR recovers, per variant."""
         per_variant: dict[str, list[float]] = {name: [] for name in [*VARIANTS, *BASELINE, "any variant"]}
@@ -331,7 +355,7 @@ def main() -> None:
         sections: dict[str, Callable[[], None]] = {
             "boot": bench.boot, "command": bench.command, "crash": bench.crash,
             "start_all": bench.start_all, "throughput": bench.throughput,
-            "ocr": bench.ocr, "idle": lambda: bench.idle(args.idle_seconds)}
+            "parallel": bench.parallel, "ocr": bench.ocr, "idle": lambda: bench.idle(args.idle_seconds)}
         for name, run in sections.items():
             if args.only and name not in args.only:
                 continue

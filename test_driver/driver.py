@@ -9,17 +9,21 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from types import CodeType
 from typing import Any, Callable, Iterator
 
+from . import steps
 from .debug import Debug
 from .errors import DriverError, GlobalTimeout
 from .logger import AbstractLogger, CompositeLogger, TerminalLogger
 from .machine import BaseMachine, Machine, PostMortem, QemuMachine, retry
 from .machine.start_command import StartCommand
 from .polling_condition import PollingCondition
+from .report import failing_machine
+from .steps import Step
 from .vlan import VLan
 
 
@@ -47,7 +51,10 @@ class Driver:
         self.crashes: list[PostMortem] = []
         self.machines: list[QemuMachine] = []
         self.vlans: list[VLan] = []
-        self.code: CodeType = self._compile(tests)
+        self.steps: list[Step] | None = None
+        self.code: CodeType | None = None
+        if not steps.is_steps_document(tests):
+            self.code = self._compile(tests)
 
         commands = [StartCommand(script) for script in start_scripts or []]
         if machine_names is not None and len(machine_names) != len(commands):
@@ -59,6 +66,8 @@ class Driver:
             if name in names:
                 raise DriverError(f"two start scripts for machine {name!r}: {names[name]} and {command.command}")
             names[name] = command.command
+        if self.code is None:  # a steps document, checked against the machines before any starts
+            self.steps = steps.parse(tests, list(names))
 
         vlan_numbers = self._vlan_numbers(vlans or [])
         self.base_tmp = Path(tempfile.gettempdir())
@@ -164,7 +173,7 @@ class Driver:
             create_machine=self.create_machine, subtest=self.subtest, run_tests=self.run_tests,
             join_all=self.join_all, retry=retry, serial_stdout_off=self.serial_stdout_off,
             serial_stdout_on=self.serial_stdout_on, polling_condition=self.polling_condition,
-            debug=self.debug, breakpoint=self.debug.script_breakpoint,
+            debug=self.debug, breakpoint=self.debug.script_breakpoint, parallel=self.parallel,
             Machine=Machine, QemuMachine=QemuMachine, BaseMachine=BaseMachine,
         )
         machines: dict[str, Any] = {m.name: m for m in self.machines}
@@ -177,7 +186,10 @@ class Driver:
         """Run the test script."""
         with self.logger.nested("run the VM test script"):
             try:
-                exec(self.code, self.test_symbols(), None)
+                if self.steps is not None:
+                    steps.run(self, self.steps)
+                elif self.code is not None:
+                    exec(self.code, self.test_symbols(), None)
             except Exception as exc:
                 if not isinstance(exc, (GlobalTimeout, bdb.BdbQuit)):
                     self.debug.on_failure(exc, self.test_script_path)
@@ -240,6 +252,46 @@ class Driver:
         with self.logger.nested("wait for all VMs to finish"):
             for machine in self.machines:
                 machine.wait_for_shutdown()
+
+    def parallel(self, *calls: Callable[[], Any]) -> list[Any]:
+        """Run independent calls (e.g. ``lambda: a.wait_for_unit("x")`` per machine) at the same
+        time and wait for all; return their results in order.
+
+        Calls on one machine still run one command at a time.  If any call fails, the
+        first failure is raised once every call has ended, with a note naming its
+        machine and how the other calls ended.
+        """
+        results: list[Any] = [None] * len(calls)
+        failures: dict[int, tuple[float, BaseException]] = {}
+
+        def branch(index: int, call: Callable[[], Any]) -> None:
+            try:
+                results[index] = call()
+            except BaseException as exc:  # re-raised in the caller's thread
+                failures[index] = (time.monotonic(), exc)
+
+        threads = [threading.Thread(target=branch, args=(i, call), name=f"parallel-{i}", daemon=True)
+                   for i, call in enumerate(calls)]
+        with self.logger.nested(f"running {len(calls)} calls in parallel"):
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        if not failures:
+            return results
+
+        def who(index: int) -> str:
+            machine = failing_machine(failures[index][1], []) if index in failures else None
+            return f"call {index + 1}" + (f" (machine {machine.name})" if machine else "")
+
+        first = min(failures, key=lambda i: failures[i][0])
+        exc = failures[first][1]
+        others = [f"{who(i)} failed too: {failures[i][1]}" if i in failures else f"call {i + 1} succeeded"
+                  for i in range(len(calls)) if i != first]
+        exc.add_note(f"in parallel: {who(first)} failed first; " + "; ".join(others))
+        for line in others:
+            self.logger.error(line)
+        raise exc
 
     @contextmanager
     def subtest(self, name: str) -> Iterator[None]:

@@ -20,7 +20,7 @@ def _script_frames(tb: TracebackType | None, script: str) -> list[traceback.Fram
     return [frame for frame in traceback.extract_tb(tb) if frame.filename == script]
 
 
-def _failing_machine(exc: BaseException, machines: Sequence[BaseMachine]) -> BaseMachine | None:
+def failing_machine(exc: BaseException, machines: Sequence[BaseMachine]) -> BaseMachine | None:
     """The machine whose method raised: the deepest frame whose ``self`` is a machine."""
     found = None
     tb = exc.__traceback__
@@ -44,9 +44,10 @@ def failure_report(exc: BaseException, script: str, failed_subtest: Sequence[str
     message = str(exc).splitlines() or [""]
     yield f"{type(exc).__name__}: {message[0]}".rstrip(": ")
     yield from message[1:]
+    yield from getattr(exc, "__notes__", [])
     if failed_subtest:
         yield f"in subtest: {' › '.join(failed_subtest)}"
-    machine = _failing_machine(exc, machines)
+    machine = failing_machine(exc, machines)
     tail = list(getattr(machine, "serial_tail", []))[-SERIAL_LINES:] if machine else []
     if machine is not None and tail:
         yield f"last {len(tail)} serial lines of {machine.name}:"

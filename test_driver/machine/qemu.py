@@ -318,6 +318,8 @@ class QemuMachine(BaseMachine):
             self.booted = self.connected = False
             self.pid = None
             self.lock.notify_all()
+        if crashed:  # on disk before any waiter wakes up with the error that points to it
+            self._write_post_mortem(self.post_mortem)
         for stream in (self.shell_stream, self.monitor_stream):
             stream.fail(self.stopped)
         self.qmp_client.fail(self.stopped)
@@ -327,7 +329,6 @@ class QemuMachine(BaseMachine):
             self.logger.error(self.post_mortem.summary(), {"machine": self.name})
             self.logger.event("crash", machine=self.name, cause=cause, exit=exit.describe(),
                               running_command=self.post_mortem.running_command)
-            self._write_post_mortem(self.post_mortem)
             for listener in self.crash_listeners:
                 listener(self, self.post_mortem)
         else:

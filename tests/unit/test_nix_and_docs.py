@@ -31,8 +31,8 @@ def test_nix_file_parses(path):
     assert result.returncode == 0, result.stderr
 
 
-# nixpkgs' test framework declares pythonTestDriverPackage (nixos/lib/testing/driver.nix);
-# the stand-in below declares it the same way, read-only with a default.
+# nixpkgs' test framework declares pythonTestDriverPackage (nixos/lib/testing/driver.nix), testScript,
+# skipTypeCheck and skipLint; the stand-in below declares them the same way.
 EVAL = """
 let
   lib = import (NIXPKGS + "/lib");
@@ -44,6 +44,9 @@ let
         options.pythonTestDriverPackage = lib.mkOption {
           type = lib.types.package; default = fake "upstream"; readOnly = true;
         };
+        options.testScript = lib.mkOption { type = lib.types.str; default = "python"; };
+        options.skipTypeCheck = lib.mkOption { type = lib.types.bool; default = false; };
+        options.skipLint = lib.mkOption { type = lib.types.bool; default = false; };
         config._module.args.hostPkgs = { };
         config.testDriver.package = fake "replacement";
       }
@@ -53,6 +56,7 @@ let
 in [
   (eval { }).config.pythonTestDriverPackage.name
   (eval { testDriver.implementation = "replacement"; }).config.pythonTestDriverPackage.name
+  (eval { testDriver = { implementation = "replacement"; steps.steps = [ ]; }; }).config.testScript
 ]
 """
 
@@ -66,7 +70,7 @@ def test_module_selects_the_driver_with_nixpkgs_lib():
     result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "-E", expression],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == '["upstream","replacement"]'
+    assert json.loads(result.stdout) == ["upstream", "replacement", '{"steps":[]}']
 
 
 def public_methods() -> set[str]:
@@ -104,20 +108,27 @@ let
     types = { enum = values: { inherit values; }; package = "package"; };
     literalExpression = text: text;
     mkIf = condition: content: { inherit condition content; };
+    mkMerge = contents: contents;
+    mkDefault = value: value;
   };
   module = import MODULE;
   fake = { type = "derivation"; name = "replacement"; };
-  result = implementation: module {
+  result = implementation: steps: module {
     inherit lib;
     hostPkgs = { };
-    config.testDriver = { inherit implementation; package = fake; };
+    config.testDriver = { inherit implementation steps; package = fake; };
   };
+  driver = implementation: builtins.elemAt (result implementation null).config 0;
+  withSteps = builtins.elemAt (result "replacement" { steps = [ { action = "start_all"; } ]; }).config 1;
 in {
-  values = (result "upstream").options.testDriver.implementation.type.values;
-  default = (result "upstream").options.testDriver.implementation.default;
-  upstream = (result "upstream").config.condition;
-  replacement = (result "replacement").config.condition;
-  package = (result "replacement").config.content.pythonTestDriverPackage.name;
+  values = (result "upstream" null).options.testDriver.implementation.type.values;
+  default = (result "upstream" null).options.testDriver.implementation.default;
+  upstream = (driver "upstream").condition;
+  replacement = (driver "replacement").condition;
+  package = (driver "replacement").content.pythonTestDriverPackage.name;
+  noSteps = (builtins.elemAt (result "replacement" null).config 1).condition;
+  steps = withSteps.content.testScript;
+  skipTypeCheck = withSteps.content.skipTypeCheck;
 }
 """
 
@@ -127,5 +138,7 @@ def test_module_wiring_without_nixpkgs():
     result = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", "-E", expression],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"values": ["upstream", "replacement"], "default": "upstream",
-                                         "upstream": False, "replacement": True, "package": "replacement"}
+    assert json.loads(result.stdout) == {
+        "values": ["upstream", "replacement"], "default": "upstream", "upstream": False, "replacement": True,
+        "package": "replacement", "noSteps": False, "steps": '{"steps":[{"action":"start_all"}]}',
+        "skipTypeCheck": True}

@@ -10,6 +10,8 @@
   qemu_pkg ? pkgs.qemu_test or pkgs.qemu,
   vde2 ? pkgs.vde2,
   tesseract ? pkgs.tesseract,
+  systemd ? pkgs.systemd,
+  util-linux ? pkgs.util-linux,
   enableOCR ? false,
   enableNspawn ? false,
   extraPythonPackages ? (_: [ ]),
@@ -36,10 +38,22 @@ python3Packages.buildPythonApplication {
     ])
     ++ extraPythonPackages python3Packages;
 
-  # QEMU and vde_switch are run by name; tesseract only when OCR is wanted. systemd-nspawn
-  # (enableNspawn) is accepted for nixpkgs' sake: this driver runs QEMU machines only.
+  # QEMU and vde_switch are run by name; tesseract when OCR is wanted; systemd-nspawn and
+  # nsenter when the test has containers.
   makeWrapperArgs = [
-    "--prefix PATH : ${lib.makeBinPath ([ qemu_pkg vde2 ] ++ lib.optional enableOCR tesseract)}"
+    "--prefix PATH : ${
+      lib.makeBinPath (
+        [
+          qemu_pkg
+          vde2
+        ]
+        ++ lib.optional enableOCR tesseract
+        ++ lib.optionals enableNspawn [
+          systemd
+          util-linux
+        ]
+      )
+    }"
   ];
 
   doCheck = false; # the tests boot real guests: run them with scripts/test

@@ -13,6 +13,8 @@ measured in the same run on the same guest and QEMU flags:
   crash       SIGKILL to QEMU until the blocked succeed() raised
   start_all   1, 2, 4 guests until every machine answered succeed
   throughput  MB/s of a 50 MB output (--megabytes)  vs  the same output read raw from the socket
+  container   the Debian systemd guest under systemd-nspawn  vs  as a VM: start() until the
+              first succeed("true") (needs root and systemd-nspawn)
   parallel    two machines each waiting for a condition that holds 2 s later: one after the
               other  vs  driver.parallel (the test symbol parallel)
   ocr         seconds per get_screen_text_variants(); share of words recovered from three
@@ -41,6 +43,7 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "guests"))
 import debian  # noqa: E402
+import nspawn  # noqa: E402
 import tiny  # noqa: E402
 
 from test_driver.driver import Driver  # noqa: E402
@@ -269,6 +272,25 @@ class Bench:
         self.results["throughput"] = {"MB_per_s": stats(rates), "raw_transport_MB_per_s": stats(raw_rates),
                                       "driver_vs_transport": statistics.median(rates) / statistics.median(raw_rates)}
 
+    def container(self) -> None:
+        """The Debian systemd guest as a container and as a VM: start() until the first succeed."""
+        guest = debian.build()
+        vm_s, container_s = [], []
+        for _ in range(self.runs):
+            with Driver([], [], "", self.work, quiet_logger(),
+                        container_start_scripts=[str(nspawn.write_start_script(self.work, "ct", guest))]) as driver:
+                tic = time.monotonic()
+                driver.machines[0].succeed("true")
+                container_s.append(time.monotonic() - tic)
+            with Driver([str(debian.write_start_script(self.work, "vm", guest))], [], "", self.work,
+                        quiet_logger()) as driver:
+                tic = time.monotonic()
+                driver.machines[0].succeed("true")
+                vm_s.append(time.monotonic() - tic)
+        self.results["container"] = {"container_first_succeed_s": stats(container_s),
+                                     "vm_first_succeed_s": stats(vm_s),
+                                     "ratio": statistics.median(container_s) / statistics.median(vm_s)}
+
     def parallel(self) -> None:
         """Two machines each waiting for a condition that holds 2 s after the wait began."""
         def wait(machine: QemuMachine) -> None:
@@ -355,7 +377,7 @@ def main() -> None:
         sections: dict[str, Callable[[], None]] = {
             "boot": bench.boot, "command": bench.command, "crash": bench.crash,
             "start_all": bench.start_all, "throughput": bench.throughput,
-            "parallel": bench.parallel, "ocr": bench.ocr, "idle": lambda: bench.idle(args.idle_seconds)}
+            "container": bench.container, "parallel": bench.parallel, "ocr": bench.ocr, "idle": lambda: bench.idle(args.idle_seconds)}
         for name, run in sections.items():
             if args.only and name not in args.only:
                 continue

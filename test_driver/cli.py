@@ -54,6 +54,15 @@ def parser() -> argparse.ArgumentParser:
                    help="drop into a python repl and run the tests interactively")
     p.add_argument("--start-scripts", metavar="START-SCRIPT", action=EnvDefault, envvar="startScripts",
                    nargs="*", help="start scripts for participating virtual machines")
+    p.add_argument("--vm-names", metavar="NAME", action=EnvDefault, envvar="vmNames", nargs="*",
+                   help="the names of the machines of --vm-start-scripts, one each")
+    p.add_argument("--vm-start-scripts", metavar="START-SCRIPT", action=EnvDefault, envvar="vmStartScripts",
+                   nargs="*", help="start scripts of the virtual machines (the newer spelling of --start-scripts)")
+    p.add_argument("--container-names", metavar="NAME", action=EnvDefault, envvar="containerNames", nargs="*",
+                   help="the names of the containers of --container-start-scripts, one each")
+    p.add_argument("--container-start-scripts", metavar="START-SCRIPT", action=EnvDefault,
+                   envvar="containerStartScripts", nargs="*",
+                   help="start scripts (run-NAME-nspawn) of systemd-nspawn containers")
     p.add_argument("--vlans", metavar="VLAN", action=EnvDefault, envvar="vlans", nargs="*",
                    help="vlans to span by the driver")
     p.add_argument("--global-timeout", type=int, metavar="GLOBAL_TIMEOUT", action=EnvDefault,
@@ -95,6 +104,8 @@ class Run:
     vlans: list[int]
     script: Path
     global_timeout: float
+    container_start_scripts: list[str]
+    container_names: list[str] | None
 
 
 def what_to_run(args: argparse.Namespace) -> Run:
@@ -102,19 +113,29 @@ def what_to_run(args: argparse.Namespace) -> Run:
     if args.config is None:
         if args.testscript is None:
             raise DriverError("no test script: give its path (or $testScript), or --config")
-        return Run(args.start_scripts or [], None, args.vlans or [], args.testscript,
-                   timeout if timeout is not None else 3600)
+        if args.start_scripts and args.vm_start_scripts:
+            raise DriverError("--start-scripts and --vm-start-scripts name the same machines: give one")
+        if args.vm_names and not args.vm_start_scripts:
+            raise DriverError("--vm-names names the machines of --vm-start-scripts: give those too")
+        if args.container_names and not args.container_start_scripts:
+            raise DriverError("--container-names names the containers of --container-start-scripts: give those too")
+        return Run(args.vm_start_scripts or args.start_scripts or [], args.vm_names or None, args.vlans or [],
+                   args.testscript, timeout if timeout is not None else 3600,
+                   args.container_start_scripts or [], args.container_names or None)
     given = [flag for flag, value in (("--start-scripts/$startScripts", args.start_scripts),
+                                      ("--vm-start-scripts/$vmStartScripts", args.vm_start_scripts),
+                                      ("--vm-names/$vmNames", args.vm_names),
+                                      ("--container-start-scripts/$containerStartScripts",
+                                       args.container_start_scripts),
+                                      ("--container-names/$containerNames", args.container_names),
                                       ("--vlans/$vlans", args.vlans),
                                       ("a test script path/$testScript", args.testscript)) if value]
     if given:
         raise DriverError(f"--config names the machines, VLANs and test script: drop {', '.join(given)}")
     config = load_driver_configuration(args.config)
-    if config.container_names:
-        raise DriverError(f"{args.config}: containers ({', '.join(config.container_names)}) need "
-                          "systemd-nspawn machines, which this driver does not run")
     return Run(config.vm_start_scripts, config.vm_names, config.vlans, config.test_script,
-               timeout if timeout is not None else config.global_timeout)
+               timeout if timeout is not None else config.global_timeout,
+               config.container_start_scripts, config.container_names)
 
 
 def make_logger(args: argparse.Namespace, out_dir: Path) -> CompositeLogger:
@@ -159,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
             require_terminal()
         driver = Driver(run.start_scripts, run.vlans, tests, out_dir, logger, args.keep_vm_state,
                         run.global_timeout, test_script_path=script,
-                        debug=Debug(logger, args.debug_hook_attach), machine_names=run.machine_names)
+                        debug=Debug(logger, args.debug_hook_attach), machine_names=run.machine_names,
+                        container_start_scripts=run.container_start_scripts, container_names=run.container_names)
         with driver:
             if args.interactive:
                 run_shell(driver, logger, out_dir)

@@ -23,6 +23,7 @@ class DriverConfiguration:
     vm_names: list[str]
     vm_start_scripts: list[str]
     container_names: list[str]
+    container_start_scripts: list[str]
     vlans: list[int]
     global_timeout: float
     enable_ssh_backdoor: bool
@@ -72,6 +73,7 @@ def load_driver_configuration(path: Path) -> DriverConfiguration:
         raise DriverError(f"{path}: \"test_script\" must be a path")
     return DriverConfiguration(
         vm_names=list(vms), vm_start_scripts=list(vms.values()), container_names=list(containers),
+        container_start_scripts=list(containers.values()),
         vlans=vlans, global_timeout=_seconds(data.get("global_timeout", 3600), path),
         enable_ssh_backdoor=bool(data.get("enable_ssh_backdoor", False)),
         test_script=Path(data["test_script"]))

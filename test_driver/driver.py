@@ -17,9 +17,10 @@ from typing import Any, Callable, Iterator
 
 from . import steps
 from .debug import Debug
-from .errors import DriverError, GlobalTimeout
+from .errors import DriverError, GlobalTimeout, MachineError
 from .logger import AbstractLogger, CompositeLogger, TerminalLogger
-from .machine import BaseMachine, Machine, PostMortem, QemuMachine, retry
+from .machine import BaseMachine, Machine, NspawnMachine, PostMortem, QemuMachine, retry
+from .machine.nspawn import machine_name_from_start_command
 from .machine.start_command import StartCommand
 from .polling_condition import PollingCondition
 from .report import failing_machine
@@ -33,9 +34,11 @@ class Driver:
     def __init__(self, start_scripts: list[str], vlans: list[int], tests: str, out_dir: Path,
                  logger: AbstractLogger | None = None, keep_vm_state: bool = False,
                  global_timeout: int | float = 24 * 60 * 60, test_script_path: str = "<testScript>",
-                 debug: Debug | None = None, machine_names: list[str] | None = None) -> None:
+                 debug: Debug | None = None, machine_names: list[str] | None = None,
+                 container_start_scripts: list[str] = [], container_names: list[str] | None = None) -> None:
         """``machine_names``, when given, name the machines of ``start_scripts`` one to one
-        (nixpkgs' ``--config`` does); otherwise each name comes from its script's ``run-NAME-vm``."""
+        (nixpkgs' ``--config`` does); otherwise each name comes from its script's ``run-NAME-vm``.
+        Containers likewise: ``container_start_scripts`` (``run-NAME-nspawn``), ``container_names``."""
         self.tests = tests
         self.out_dir = Path(out_dir)
         self.logger = logger or CompositeLogger([TerminalLogger()])
@@ -49,7 +52,9 @@ class Driver:
         self.failed_subtest: list[str] | None = None
         """The path to the innermost subtest that raised, for the failure summary."""
         self.crashes: list[PostMortem] = []
-        self.machines: list[QemuMachine] = []
+        self.machines_qemu: list[QemuMachine] = []
+        self.machines_nspawn: list[NspawnMachine] = []
+        self.machines: list[QemuMachine | NspawnMachine] = []
         self.vlans: list[VLan] = []
         self.steps: list[Step] | None = None
         self.code: CodeType | None = None
@@ -66,6 +71,11 @@ class Driver:
             if name in names:
                 raise DriverError(f"two start scripts for machine {name!r}: {names[name]} and {command.command}")
             names[name] = command.command
+        containers = self._containers(container_start_scripts, container_names)
+        for name, script in containers:
+            if name in names:
+                raise DriverError(f"two start scripts for machine {name!r}: {names[name]} and {script}")
+            names[name] = script
         if self.code is None:  # a steps document, checked against the machines before any starts
             self.steps = steps.parse(tests, list(names))
 
@@ -80,11 +90,38 @@ class Driver:
         try:
             with self.logger.nested("start all VLans"):
                 self.vlans = [VLan(nr, self.socket_root, self.logger) for nr in vlan_numbers]
-            self.machines = [self._new_machine(command.command, name)
-                             for command, name in zip(commands, machine_names)]
+            self.machines_qemu = [self._new_machine(command.command, name)
+                                  for command, name in zip(commands, machine_names)]
+            self.machines_nspawn = [self._new_container(script, name) for name, script in containers]
+            self.machines = [*self.machines_qemu, *self.machines_nspawn]
         except BaseException:
             self.cleanup()
             raise
+
+    @staticmethod
+    def _containers(scripts: list[str], names: list[str] | None) -> list[tuple[str, str]]:
+        if names is not None and len(names) != len(scripts):
+            raise DriverError(f"{len(names)} container names for {len(scripts)} container start scripts")
+        pairs = []
+        for i, script in enumerate(scripts):
+            if not (os.path.isfile(script) and os.access(script, os.X_OK)):
+                raise DriverError(f"container start script {script!r} is not an executable file")
+            try:
+                pairs.append((names[i] if names else machine_name_from_start_command(script), script))
+            except MachineError as exc:
+                raise DriverError(str(exc)) from None
+        return pairs
+
+    def _new_container(self, start_command: str, name: str) -> NspawnMachine:
+        keep = self.keep_vm_state
+        kept_state = self.base_tmp / f"vm-state-{name}"
+        if not keep and kept_state.exists():
+            shutil.rmtree(kept_state)
+        machine = NspawnMachine(out_dir=self.out_dir, tmp_dir=self.tmp_dir, start_command=start_command,
+                                logger=self.logger, name=name, keep_machine_state=keep,
+                                callbacks=[self.check_polling_conditions], state_dir=kept_state if keep else None)
+        machine.crash_listeners.append(self._on_crash)
+        return machine
 
     @staticmethod
     def _vlan_numbers(vlans: list[int] | list[str]) -> list[int]:
@@ -169,6 +206,7 @@ class Driver:
     def test_symbols(self) -> dict[str, Any]:
         general = dict(
             start_all=self.start_all, test_script=self.test_script, machines=self.machines,
+            machines_qemu=self.machines_qemu, machines_nspawn=self.machines_nspawn, NspawnMachine=NspawnMachine,
             vlans=self.vlans, driver=self, log=self.logger, os=os,
             create_machine=self.create_machine, subtest=self.subtest, run_tests=self.run_tests,
             join_all=self.join_all, retry=retry, serial_stdout_off=self.serial_stdout_off,

@@ -1,12 +1,14 @@
-"""Machines: the shared API (BaseMachine) and QEMU virtual machines (QemuMachine).
+"""Machines: the shared API (BaseMachine), QEMU virtual machines (QemuMachine) and
+systemd-nspawn containers (NspawnMachine).
 
 ``Machine`` is the old name of ``QemuMachine`` and stays importable.
 """
 
 from .base import BaseMachine, make_command, retry
+from .nspawn import NspawnMachine
 from .qemu import PostMortem, QemuMachine
 from .start_command import StartCommand
 
 Machine = QemuMachine
 
-__all__ = ["BaseMachine", "Machine", "PostMortem", "QemuMachine", "StartCommand", "make_command", "retry"]
+__all__ = ["BaseMachine", "Machine", "NspawnMachine", "PostMortem", "QemuMachine", "StartCommand", "make_command", "retry"]

@@ -20,7 +20,7 @@ from test_driver.logger import CompositeLogger, TerminalLogger
 
 
 def processes_mentioning(text: str) -> list[str]:
-    """qemu-system / vde_switch processes whose command line mentions ``text``
+    """qemu-system / vde_switch / systemd-nspawn processes whose command line mentions ``text``
     (read from /proc: ps may cut long command lines)."""
     found = []
     for proc in Path("/proc").iterdir():
@@ -30,7 +30,7 @@ def processes_mentioning(text: str) -> list[str]:
             args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if text in args and ("qemu-system" in args or "vde_switch" in args):
+        if text in args and any(name in args for name in ("qemu-system", "vde_switch", "systemd-nspawn")):
             found.append(f"{proc.name} {args}")
     return found
 

@@ -17,6 +17,7 @@ FIGURES = {
     "crash": {"detection_ms"},
     "start_all": {"1_vms_s", "2_vms_s", "4_vms_s"},
     "throughput": {"MB_per_s", "raw_transport_MB_per_s", "driver_vs_transport"},
+    "container": {"container_first_succeed_s", "vm_first_succeed_s", "ratio"},
     "parallel": {"sequential_s", "parallel_s", "ratio"},
     "ocr": {"seconds_per_screen", "recall inverted-2x", "recall inverted-3x-threshold", "recall raw",
             "recall inverted", "recall any variant"},

@@ -171,7 +171,8 @@ def test_config_json_like_nixpkgs(guest, tmp_path, private_tmp):
 
 @pytest.mark.parametrize("change, args, message", [
     ({}, ["some-script.py"], "--config names the machines, VLANs and test script: drop a test script"),
-    ({"containers": {"c1": {"name": "c1", "start_script": "/bin/true"}}}, [], "containers (c1) need"),
+    ({"containers": {"c1": {"name": "c1", "start_script": "/nonexistent/run-c1-nspawn"}}}, [],
+     "container start script '/nonexistent/run-c1-nspawn' is not an executable file"),
     ({"vms": {"alpha": {"name": "alpha"}}}, [], 'vms.alpha needs a "start_script" string'),
     ({"vlans": "1"}, [], '"vlans" must be a list of numbers'),
     ({"global_timeout": -5}, [], '"global_timeout" must be a positive number'),

@@ -1,6 +1,6 @@
 """Type-check a testScript with mypy, as nixpkgs does before a test runs.
 
-    nixos-test-driver-typecheck test-script.py --machines server client [--vlans 1 2]
+    nixos-test-driver-typecheck test-script.py --machines server client [--containers box] [--vlans 1 2]
 
 A prelude declares the driver's symbols with their types and each machine (and
 ``vlanN``) by name, then the script follows; mypy's messages are mapped back to
@@ -25,7 +25,7 @@ from typing import Any, Callable, ContextManager, Protocol
 from test_driver.debug import Debug
 from test_driver.driver import Driver
 from test_driver.logger import AbstractLogger
-from test_driver.machine import BaseMachine, Machine, QemuMachine
+from test_driver.machine import BaseMachine, Machine, NspawnMachine, QemuMachine
 from test_driver.vlan import VLan
 from test_driver.deadline import Duration
 
@@ -52,7 +52,10 @@ test_script: Callable[[], None]
 run_tests: Callable[[], None]
 serial_stdout_off: Callable[[], None]
 serial_stdout_on: Callable[[], None]
-machines: list[QemuMachine]
+machines: list[QemuMachine | NspawnMachine]
+machines_qemu: list[QemuMachine]
+machines_nspawn: list[NspawnMachine]
+parallel: Callable[..., list[Any]]
 vlans: list[VLan]
 driver: Driver
 log: AbstractLogger
@@ -66,11 +69,13 @@ def pythonize(name: str) -> str:
     return name if re.match(r"[A-Za-z_]", name) else "_" + name[1:]
 
 
-def prelude(machines: list[str], vlans: list[int] = []) -> str:
+def prelude(machines: list[str], vlans: list[int] = [], containers: list[str] = []) -> str:
     names = [pythonize(m) for m in machines]
-    if len(names) == 1 and "machine" not in names:
-        names.append("machine")
-    lines = [SYMBOLS] + [f"{name}: QemuMachine" for name in names] + [f"vlan{nr}: VLan" for nr in vlans]
+    boxes = [pythonize(c) for c in containers]
+    if len(names) + len(boxes) == 1 and "machine" not in names + boxes:
+        (names if names else boxes).append("machine")
+    lines = ([SYMBOLS] + [f"{name}: QemuMachine" for name in names] + [f"{name}: NspawnMachine" for name in boxes]
+             + [f"vlan{nr}: VLan" for nr in vlans])
     return "\n".join(lines) + "\n"
 
 
@@ -87,9 +92,9 @@ def _mypy() -> list[str]:
 
 
 def check(script: str, machines: list[str], vlans: list[int] = [], script_name: str = "testScript",
-          cache_dir: Path | None = None) -> tuple[int, str]:
+          cache_dir: Path | None = None, containers: list[str] = []) -> tuple[int, str]:
     """mypy's status and messages for ``script``, with line numbers of the script itself."""
-    head = prelude(machines, vlans)
+    head = prelude(machines, vlans, containers)
     offset = head.count("\n")
     with tempfile.TemporaryDirectory(prefix="td-typecheck-") as tmp:
         path = Path(tmp) / "test_script.py"
@@ -113,12 +118,13 @@ def check(script: str, machines: list[str], vlans: list[int] = [], script_name: 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="nixos-test-driver-typecheck", description=__doc__.splitlines()[0])
     parser.add_argument("--machines", nargs="*", default=[], metavar="NAME", help="the test's machine names")
+    parser.add_argument("--containers", nargs="*", default=[], metavar="NAME", help="the test's container names")
     parser.add_argument("--vlans", nargs="*", type=int, default=[], metavar="N", help="the test's VLAN numbers")
     parser.add_argument("--print-prelude", action="store_true", help="print the prelude and exit")
     parser.add_argument("script", type=Path, nargs="?", help="the testScript")
     args = parser.parse_args(argv)
     if args.print_prelude:
-        print(prelude(args.machines, args.vlans), end="")
+        print(prelude(args.machines, args.vlans, args.containers), end="")
         return
     if args.script is None:
         parser.error("the testScript to check is missing")
@@ -126,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         script = args.script.read_text()
     except OSError as exc:
         parser.error(f"cannot read {args.script}: {exc}")
-    status, messages = check(script, args.machines, args.vlans, str(args.script))
+    status, messages = check(script, args.machines, args.vlans, str(args.script), containers=args.containers)
     print(messages, end="")
     print("type check passed" if status == 0 else "type check failed", file=sys.stderr)
     sys.exit(status)

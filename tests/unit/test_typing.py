@@ -123,3 +123,12 @@ def test_typecheck_command_line(tmp_path):
     bad = subprocess.run([sys.executable, "-c", "from test_driver.typecheck import main; main()",
                           str(script), "--machines", "alpha"], capture_output=True, text=True)
     assert bad.returncode == 1 and 'Name "beta" is not defined' in bad.stdout
+
+
+def test_containers_are_typed_as_nspawn_machines(tmp_path):
+    pytest.importorskip("mypy")
+    script = "box.wait_for_unit('multi-user.target')\nbox.succeed('true')\nbox.screenshot('x')\nparallel(lambda: box.succeed('true'))\n"
+    status, messages = typecheck.check(script, ["vm1"], containers=["box"], cache_dir=tmp_path / "cache")
+    assert status == 1
+    assert 'testScript:3: error: "NspawnMachine" has no attribute "screenshot"' in messages
+    assert messages.count("error:") == 1, messages

@@ -28,11 +28,14 @@ def test_garbage_on_the_backdoor_channel_is_skipped(make_driver, log):
 @pytest.mark.parametrize("how", ["kill -STOP $$", "kill -KILL $$"], ids=["stops reading", "closes hvc0"])
 def test_backdoor_that_stops_answering_is_a_clear_timeout(make_driver, how):
     machine = make_driver(["alpha"]).machines[0]
-    machine.execute(how, timeout=10)  # the guest's backdoor shell stops, or dies and closes its console
+    machine.succeed("true")
     start = time.monotonic()
-    with pytest.raises(WaitTimeout, match="command `true`.*still running after SIGTERM and SIGKILL"):
+    # The guest's backdoor shell stops, or dies and closes its console (then even this reply is lost):
+    # the first call that gets no reply ends by its timeout, with what was awaited and the last state.
+    with pytest.raises(WaitTimeout, match="still running after SIGTERM and SIGKILL to its processes"):
+        machine.execute(how, timeout=3)
         machine.execute("true", timeout=2)
-    assert time.monotonic() - start < 2 + 2 * KILL_GRACE + 3
+    assert time.monotonic() - start < 3 + 2 + 4 * KILL_GRACE + 3
 
 
 def test_100_mb_of_output_without_newline_keeps_memory_bounded(run, tmp_path):

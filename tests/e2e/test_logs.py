@@ -8,6 +8,7 @@ import pty
 import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -111,6 +112,11 @@ def test_logs_are_complete_after_sigterm(guest, tmp_path, private_tmp):
     args = ["--junit-xml", "junit.xml", "--json-log", "events.jsonl"]
     with driver_running(guest, tmp_path, "victim", script, "must succeed: sleep 600", args,
                         {"LOGFILE": str(tmp_path / "log.xml")}) as proc:
+        # The terminal shows the line first; the XML log writes it right after.
+        deadline = time.monotonic() + 10
+        while "must succeed: sleep 600" not in (tmp_path / "log.xml").read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 130
     assert wait_no_processes(str(private_tmp)) == []

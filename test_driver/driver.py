@@ -77,7 +77,9 @@ class Driver:
                 raise DriverError(f"two start scripts for machine {name!r}: {names[name]} and {script}")
             names[name] = script
         if self.code is None:  # a steps document, checked against the machines before any starts
-            self.steps = steps.parse(tests, list(names))
+            kinds: dict[str, type[BaseMachine]] = {name: QemuMachine for name in machine_names}
+            kinds.update({name: NspawnMachine for name, _ in containers})
+            self.steps = steps.parse(tests, kinds)
 
         vlan_numbers = self._vlan_numbers(vlans or [])
         self.base_tmp = Path(tempfile.gettempdir())

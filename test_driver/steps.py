@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import DriverError, RequestedAssertionFailed
-from .machine import QemuMachine
+from .machine import BaseMachine, QemuMachine
 
 if TYPE_CHECKING:
     from .driver import Driver
@@ -65,8 +65,8 @@ def is_steps_document(text: str) -> bool:
         return False
 
 
-def machine_methods() -> dict[str, Callable[..., Any]]:
-    return {name: member for name, member in inspect.getmembers(QemuMachine, inspect.isfunction)
+def machine_methods(kind: type[BaseMachine] = QemuMachine) -> dict[str, Callable[..., Any]]:
+    return {name: member for name, member in inspect.getmembers(kind, inspect.isfunction)
             if not name.startswith("_")}
 
 
@@ -142,7 +142,7 @@ def _bind(where: str, action: str, method: Callable[..., Any], given: dict[str, 
     return args, kwargs
 
 
-def parse_step(raw: Any, where: str, machines: list[str]) -> Step:
+def parse_step(raw: Any, where: str, machines: dict[str, type[BaseMachine]]) -> Step:
     if not isinstance(raw, dict):
         raise DriverError(f"{where}: a step must be an object, not {json.dumps(raw)}")
     name, expect = raw.get("name"), raw.get("expect")
@@ -185,6 +185,9 @@ def parse_step(raw: Any, where: str, machines: list[str]) -> Step:
     if not isinstance(machine, str) or machine not in machines:
         which = f"unknown machine {machine!r}" if machine is not None else "no \"machine\""
         raise DriverError(f"{where}: {which} for {action} (machines: {', '.join(machines) or 'none'})")
+    methods = machine_methods(machines[machine])
+    if action not in methods:
+        raise DriverError(f"{where}: {action} needs a QEMU machine: {machine!r} is a container")
     args, kwargs = _bind(where, action, methods[action], params)
     returns = typing.get_type_hints(methods[action]).get("return")
     has_output = returns is str or (typing.get_origin(returns) is tuple and str in typing.get_args(returns))
@@ -193,8 +196,11 @@ def parse_step(raw: Any, where: str, machines: list[str]) -> Step:
     return Step(where, action, machine, name, expect, args, kwargs)
 
 
-def parse(text: str, machines: list[str]) -> list[Step]:
-    """The steps of a steps document, every one checked; a ``DriverError`` names the first bad one."""
+def parse(text: str, machines: list[str] | dict[str, type[BaseMachine]]) -> list[Step]:
+    """The steps of a steps document, every one checked; a ``DriverError`` names the first bad one.
+    ``machines``: the machine names, or each name with its kind (QemuMachine by default)."""
+    if not isinstance(machines, dict):
+        machines = {name: QemuMachine for name in machines}
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -61,3 +61,12 @@ def test_documents_and_python_are_told_apart():
     assert not is_steps_document("{'steps': []}  # a Python dict, not JSON\n")
     with pytest.raises(DriverError, match="has only \"steps\""):
         parse(json.dumps({"steps": [], "extra": 1}), [])
+
+
+def test_a_container_step_is_checked_against_the_container_api():
+    from test_driver.machine import NspawnMachine, QemuMachine
+
+    kinds = {"vm": QemuMachine, "box": NspawnMachine}
+    assert parse(doc({"action": "wait_for_unit", "machine": "box", "unit": "x"}), kinds)[0].machine == "box"
+    with pytest.raises(DriverError, match="steps\\[0\\]: screenshot needs a QEMU machine: 'box' is a container"):
+        parse(doc({"action": "screenshot", "machine": "box", "filename": "x"}), kinds)

@@ -79,6 +79,8 @@ def parser() -> argparse.ArgumentParser:
                    help="also write the JSON event log to this file (relative: in the output directory)")
     p.add_argument("--log-level", choices=[level.name.lower() for level in LogLevel], action=EnvDefault,
                    envvar="logLevel", default="info", help="the least important messages shown")
+    p.add_argument("--dump-vsocks", type=int, metavar="OFFSET",
+                   help="print how to reach each machine's ssh backdoor (vsock numbers from OFFSET+1)")
     p.add_argument("--debug-hook-attach", metavar="CMD",
                    help="command a failing test runs so that a person can attach")
     p.add_argument("testscript", action=EnvDefault, envvar="testScript", type=Path, nargs="?",
@@ -183,6 +185,8 @@ def main(argv: list[str] | None = None) -> None:
                         debug=Debug(logger, args.debug_hook_attach), machine_names=run.machine_names,
                         container_start_scripts=run.container_start_scripts, container_names=run.container_names)
         with driver:
+            if args.dump_vsocks is not None:
+                driver.dump_machine_ssh(args.dump_vsocks)
             if args.interactive:
                 run_shell(driver, logger, out_dir)
             else:

@@ -10,6 +10,7 @@ import signal
 import tempfile
 import threading
 import time
+import unittest
 from contextlib import contextmanager
 from pathlib import Path
 from types import CodeType
@@ -17,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 from . import steps
 from .debug import Debug
-from .errors import DriverError, GlobalTimeout, MachineError
+from .errors import DriverError, GlobalTimeout, MachineError, RequestedAssertionFailed
 from .logger import AbstractLogger, CompositeLogger, TerminalLogger
 from .machine import BaseMachine, Machine, NspawnMachine, PostMortem, QemuMachine, retry
 from .machine.nspawn import machine_name_from_start_command
@@ -26,6 +27,19 @@ from .polling_condition import PollingCondition
 from .report import failing_machine
 from .steps import Step
 from .vlan import VLan
+
+
+class AssertionTester(unittest.TestCase):
+    """The test symbol ``t``: unittest's assertions (``t.assertEqual(a, b)``...) whose failures
+    are ``RequestedAssertionFailed``, reported like a failed ``succeed``."""
+
+    failureException = RequestedAssertionFailed
+
+    def __init__(self) -> None:
+        super().__init__(methodName="runTest")
+
+    def runTest(self) -> None:  # noqa: N802  (unittest's name) a TestCase needs one to exist
+        """Not a test of its own."""
 
 
 class Driver:
@@ -214,6 +228,7 @@ class Driver:
             join_all=self.join_all, retry=retry, serial_stdout_off=self.serial_stdout_off,
             serial_stdout_on=self.serial_stdout_on, polling_condition=self.polling_condition,
             debug=self.debug, breakpoint=self.debug.script_breakpoint, parallel=self.parallel,
+            t=AssertionTester(),
             Machine=Machine, QemuMachine=QemuMachine, BaseMachine=BaseMachine,
         )
         machines: dict[str, Any] = {m.name: m for m in self.machines}
@@ -292,6 +307,15 @@ class Driver:
         with self.logger.nested("wait for all VMs to finish"):
             for machine in self.machines:
                 machine.wait_for_shutdown()
+
+    def dump_machine_ssh(self, offset: int) -> None:
+        """Print how to reach each machine through its ssh backdoor (``--dump-vsocks OFFSET``):
+        VMs by vsock number ``OFFSET + 1``, ``+ 2``... in name order, as nixpkgs numbers them."""
+        machines = sorted(self.machines, key=lambda m: m.name)
+        width = max((len(m.name) for m in machines), default=0)
+        self.logger.info("SSH backdoor enabled, the machines can be reached like this:")
+        for index, machine in enumerate(machines, start=offset + 1):
+            self.logger.info(f"    {machine.name.ljust(width)}  {machine.ssh_backdoor_command(index)}")
 
     def parallel(self, *calls: Callable[[], Any]) -> list[Any]:
         """Run independent calls (e.g. ``lambda: a.wait_for_unit("x")`` per machine) at the same

@@ -21,6 +21,7 @@ from pathlib import Path
 SYMBOLS = """\
 # The driver's test symbols, typed (written by test_driver.typecheck).
 import os
+import unittest
 from typing import Any, Callable, ContextManager, Protocol
 from test_driver.debug import Debug
 from test_driver.driver import Driver
@@ -60,6 +61,7 @@ vlans: list[VLan]
 driver: Driver
 log: AbstractLogger
 debug: Debug
+t: unittest.TestCase
 """
 
 

@@ -211,6 +211,11 @@ class NspawnMachine(BaseMachine):
             self.logger.info(f"kill container (pid {self.pid})", {"machine": self.name})
         self.supervisor.terminate()
 
+    def ssh_backdoor_command(self, index: int) -> str:
+        """The ssh command reaching this container's ssh backdoor (systemd's unix-export socket)."""
+        return (f'ssh -o User=root -o ProxyCommand="socat - '
+                f'UNIX-CLIENT:/run/systemd/nspawn/unix-export/{self.name}/ssh" bash')
+
     # --- commands ------------------------------------------------------------------------
     def _execute(self, command: str, check_return: bool = True, check_output: bool = True,
                  timeout: Duration | None = 900) -> tuple[int, str]:

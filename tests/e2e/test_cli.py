@@ -192,3 +192,18 @@ def test_config_that_is_not_json(tmp_path, private_tmp):
     result = subprocess.run([sys.executable, "-m", "test_driver.cli_main", "--config", str(path)],
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 2 and "is not JSON" in result.stderr
+
+
+def test_t_assertions_fail_like_succeed(run):
+    result = run("t.assertEqual(machine.succeed('echo 1'), '1\\n')\n"
+                 "t.assertIn('x', machine.succeed('echo abc'))\n")
+    assert result.returncode == 1
+    assert "!!! RequestedAssertionFailed: 'x' not found in 'abc\\n'" in result.stderr
+    assert "line 2" in result.stderr
+
+
+def test_dump_vsocks_lists_each_machines_ssh_command(run):
+    result = run("pass\n", names=["beta", "alpha"], args=["--dump-vsocks", "2"])
+    assert result.returncode == 0, result.stderr
+    assert "alpha  ssh -o User=root vsock/3" in result.stderr  # in name order from OFFSET + 1
+    assert "beta   ssh -o User=root vsock/4" in result.stderr

@@ -94,7 +94,7 @@ def test_type_errors_are_found(tmp_path):
 
 def test_our_prelude_accepts_a_correct_script_and_maps_lines(tmp_path):
     pytest.importorskip("mypy")
-    status, messages = typecheck.check(GOOD + "vlan1.stop()\n", ["server", "client"], [1],
+    status, messages = typecheck.check(GOOD + "vlan1.stop()\nt.assertEqual(1, 1)\n", ["server", "client"], [1],
                                        cache_dir=tmp_path / "cache")
     assert status == 0, messages
     status, messages = typecheck.check("machine.succeed('true')\nmachine.wait_for_unit(1)\n", ["only-one"],

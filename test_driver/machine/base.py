@@ -251,6 +251,20 @@ class BaseMachine(ABC):
         with self.nested(f"waiting for unit {unit}" + (f" with user {user}" if user else "")):
             wait_until(check_active, timeout, f"unit {unit} to become active", lambda: f"ActiveState={state}")
 
+    def wait_for_unit_active_state(self, unit: str, state: str, user: str | None = None,
+                                   timeout: Duration = 900) -> None:
+        """Wait until a systemd unit's ActiveState is ``state`` (``active``, ``inactive``,
+        ``activating``, ``reloading``, ``deactivating``, ``failed``)."""
+        seen = "unknown"
+
+        def reached() -> bool:
+            nonlocal seen
+            seen = self.get_unit_property(unit, "ActiveState", user)
+            return seen == state
+
+        with self.nested(f"waiting for unit {unit} to be {state}" + (f" with user {user}" if user else "")):
+            wait_until(reached, timeout, f"unit {unit} in state {state}", lambda: f"ActiveState={seen}")
+
     def wait_for_job(self, jobname: str) -> None:
         """Old name: wait until the systemd unit ``jobname`` is active."""
         self.wait_for_unit(jobname)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import inspect
 import os
@@ -84,6 +85,16 @@ def test_units(debian_vm):
     deb.wait_for_job("echo-tcp.service")
     with pytest.raises(RequestedAssertionFailed):
         deb.get_unit_info("no-such-unit.service\" --bogus")
+
+
+def test_wait_for_unit_active_state(debian_vm):
+    _, deb, _ = debian_vm
+    deb.succeed("systemctl stop --no-block echo-unix.service")
+    deb.wait_for_unit_active_state("echo-unix.service", "inactive", timeout=30)
+    deb.succeed("systemctl start --no-block echo-unix.service")
+    deb.wait_for_unit_active_state("echo-unix.service", "active", timeout=datetime.timedelta(seconds=30))
+    with pytest.raises(WaitTimeout, match="unit echo-unix.service in state reloading.*ActiveState=active"):
+        deb.wait_for_unit_active_state("echo-unix.service", "reloading", timeout=1)
 
 
 def test_failing_units_raise_promptly(debian_vm):

@@ -25,7 +25,7 @@ class QMPClient:
     HISTORY = 1000
 
     def __init__(self, send: Callable[[bytes], None], name: str = "qmp") -> None:
-        self.send = send
+        self._write = send
         self.name = name
         self.cond = threading.Condition()
         self.greeting: dict[str, Any] | None = None
@@ -95,6 +95,10 @@ class QMPClient:
         assert self.greeting is not None
         return self.greeting
 
+    def send(self, cmd: str, args: dict[str, Any] = {}) -> Any:
+        """Upstream's name for ``command``: run ``cmd`` with ``args``; its ``return`` value."""
+        return self.command(cmd, args)
+
     def command(self, name: str, arguments: dict[str, Any] | None = None,
                 timeout: Duration | None = 60) -> Any:
         """Run a QMP command and return its ``return`` value (``QMPAPIError`` on error)."""
@@ -106,7 +110,7 @@ class QMPClient:
             self._check()
             self.pending.add(ident)
         try:
-            self.send(json.dumps(message).encode() + b"\n")
+            self._write(json.dumps(message).encode() + b"\n")
             with self.cond:
                 reply = wait_for(self.cond, lambda: self.replies.get(ident), Deadline(timeout),
                                  f"the reply to QMP command {name!r}", check=self._check)

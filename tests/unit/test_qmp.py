@@ -157,3 +157,15 @@ def test_event_storm_keeps_bounded_history():
     qemu.client.wait_event(lambda e: e["event"] == "LAST", timeout=5, since=0)
     assert len(qemu.client.events) == QMPClient.HISTORY
     assert qemu.client.command("still-answers") == {}
+
+
+def test_upstream_names_send_and_module_path():
+    from test_driver.machine.qmp import QMPAPIError as UpstreamPathError, QMPSession
+
+    assert UpstreamPathError is QMPAPIError and QMPSession is QMPClient
+    qemu = FakeQEMU(lambda c: {"error": {"class": "GenericError", "desc": "nope"}, "id": c["id"]}
+                    if c["execute"] == "bad" else {"return": {"echo": c.get("arguments")}, "id": c["id"]})
+    qemu.client.handshake(Deadline(5))
+    assert qemu.client.send("ok", {"a": 1}) == {"echo": {"a": 1}}
+    with pytest.raises(UpstreamPathError, match="nope"):
+        qemu.client.send("bad")

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(qemu-system-x86 qemu-utils vde2 busybox-static bash-static socat tesseract-ocr procps
-          debootstrap e2fsprogs nix-bin systemd-container)
+          debootstrap e2fsprogs nix-bin systemd-container iproute2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -130,12 +130,9 @@ class Driver:
 
     def _new_container(self, start_command: str, name: str) -> NspawnMachine:
         keep = self.keep_vm_state
-        kept_state = self.base_tmp / f"vm-state-{name}"
-        if not keep and kept_state.exists():
-            shutil.rmtree(kept_state)
         machine = NspawnMachine(out_dir=self.out_dir, tmp_dir=self.tmp_dir, start_command=start_command,
                                 logger=self.logger, name=name, keep_machine_state=keep,
-                                callbacks=[self.check_polling_conditions], state_dir=kept_state if keep else None)
+                                callbacks=[self.check_polling_conditions], state_dir=self._kept_state(name, keep))
         machine.crash_listeners.append(self._on_crash)
         return machine
 
@@ -162,20 +159,26 @@ class Driver:
             raise DriverError(f"syntax error in the test script {exc.filename}, line {exc.lineno}: "
                               f"{exc.msg}\n    {(exc.text or '').rstrip()}") from None
 
+    def _kept_state(self, name: str, keep: bool) -> Path | None:
+        """Kept state must be found again by the next run, so it lives at upstream's path;
+        as upstream, a run without -K resets it (the machine then uses the private dir)."""
+        kept = self.base_tmp / f"vm-state-{name}"
+        if keep:
+            return kept
+        if kept.exists():
+            shutil.rmtree(kept)
+        return None
+
     def _new_machine(self, start_command: str, name: str, keep_vm_state: bool | None = None,
                      allow_reboot: bool = False) -> QemuMachine:
         keep = self.keep_vm_state if keep_vm_state is None else keep_vm_state
-        kept_state = self.base_tmp / f"vm-state-{name}"
-        if not keep and kept_state.exists():
-            shutil.rmtree(kept_state)  # as upstream: a run without -K resets the kept state
         socket_dir = self.socket_root / name
         socket_dir.mkdir(mode=0o700, exist_ok=True)
         machine = QemuMachine(
             out_dir=self.out_dir, tmp_dir=self.tmp_dir, start_command=start_command,
             logger=self.logger, name=name, keep_machine_state=keep,
             callbacks=[self.check_polling_conditions], allow_reboot=allow_reboot,
-            # Kept state must be found again by the next run, so it lives at upstream's path.
-            state_dir=kept_state if keep else None,
+            state_dir=self._kept_state(name, keep),
             socket_dir=socket_dir)
         for vlan in self.vlans:
             machine.extra_env.update(vlan.env)

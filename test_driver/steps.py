@@ -60,9 +60,10 @@ def is_steps_document(text: str) -> bool:
     if not text.lstrip().startswith("{"):
         return False
     try:
-        return isinstance(json.loads(text), dict) and "steps" in json.loads(text)
+        document = json.loads(text)
     except json.JSONDecodeError:
         return False
+    return isinstance(document, dict) and "steps" in document
 
 
 def machine_methods(kind: type[BaseMachine] = QemuMachine) -> dict[str, Callable[..., Any]]:

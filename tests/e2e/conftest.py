@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -168,3 +170,13 @@ def driver_running(guest, tmp_path, name: str, script: str, until: str, args: li
     finally:
         proc.kill()
         proc.wait()
+
+
+def kill_later(pid: int, delay: float, record: dict[str, float]) -> threading.Timer:
+    def kill() -> None:
+        record["killed"] = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+
+    timer = threading.Timer(delay, kill)
+    timer.start()
+    return timer

@@ -9,17 +9,9 @@ import time
 
 import pytest
 
+from conftest import kill_later
+
 from test_driver.errors import MachineCrashed
-
-
-def kill_later(pid: int, delay: float, record: dict[str, float]) -> threading.Timer:
-    def kill() -> None:
-        record["killed"] = time.monotonic()
-        os.kill(pid, signal.SIGKILL)
-
-    timer = threading.Timer(delay, kill)
-    timer.start()
-    return timer
 
 
 def test_sigkill_during_command_fails_within_a_second(make_driver, tmp_path):

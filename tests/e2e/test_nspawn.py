@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import nspawn
 import pytest
 import tiny
 
-from conftest import processes_mentioning, wait_no_processes
+from conftest import kill_later, processes_mentioning, wait_no_processes
 from test_driver.driver import Driver
 from test_driver.errors import MachineCrashed, MachineError, RequestedAssertionFailed
 from test_driver.machine import NspawnMachine
@@ -79,16 +78,12 @@ def test_container_and_vm_share_the_machine_api(mixed, tmp_path):
 def test_killing_the_containers_init_is_detected_within_a_second(mixed):
     box = mixed.machines_nspawn[0]
     box.succeed("true")
+    assert box.init_pid is not None
     killed: dict[str, float] = {}
-
-    def kill() -> None:
-        killed["at"] = time.monotonic()
-        os.kill(box.init_pid, signal.SIGKILL)
-
-    threading.Timer(1.0, kill).start()
+    kill_later(box.init_pid, 1.0, killed)
     with pytest.raises(MachineCrashed) as info:
         box.succeed("sleep 60")
-    assert time.monotonic() - killed["at"] < 1.0
+    assert time.monotonic() - killed["killed"] < 1.0
     assert "'box'" in str(info.value) and "init died" in str(info.value)
     assert info.value.post_mortem.running_command == "sleep 60"
     assert info.value.post_mortem.serial_tail  # its last console lines

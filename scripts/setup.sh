@@ -2,7 +2,7 @@
 # Install what the driver and its tests need on a Debian machine (run as root), then the project.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(qemu-system-x86 qemu-utils vde2 busybox-static bash-static socat tesseract-ocr procps
+packages=(qemu-system-x86 qemu-utils ovmf vde2 busybox-static bash-static socat tesseract-ocr procps
           debootstrap e2fsprogs nix-bin systemd-container iproute2)
 missing=()
 for p in "${packages[@]}"; do

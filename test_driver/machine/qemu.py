@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..deadline import Deadline, Duration, seconds, wait_for
-from ..errors import MachineCrashed, MachineError, MachineStopped, QMPError, WaitTimeout
+from ..efi import EfiVariable, EfiVars
+from ..errors import (MachineCrashed, MachineError, MachineStopped, QMPError, RequestedAssertionFailed,
+                      WaitTimeout)
 from ..keys import key_for
 from ..logger import AbstractLogger
 from ..ocr import text_variants
@@ -207,7 +209,8 @@ class QemuMachine(BaseMachine):
         try:
             self.pid = self.supervisor.launch(
                 self.start_command.argv(self.sockets, allow_reboot or self.allow_reboot),
-                StartCommand.environment(self.state_dir, self.shared_dir, self.extra_env),
+                StartCommand.environment(self.state_dir, self.shared_dir,
+                                         {"NIX_EFI_VARS": str(self.efi_vars_path), **self.extra_env}),
                 str(self.state_dir),
                 channels, serial, stderr, self._on_exit)
             with self.lock:
@@ -571,6 +574,39 @@ class QemuMachine(BaseMachine):
         """All serial console output of this run, one string."""
         with self.console_cond:
             return "\n".join(self.full_console_log)
+
+    # --- UEFI variables (the machine must be off) ---------------------------------------
+    @property
+    def efi_vars_path(self) -> Path:
+        """The OVMF variable store of this machine: ``$NIX_EFI_VARS`` of its start script."""
+        return Path(self.extra_env.get("NIX_EFI_VARS") or self.state_dir / f"{self.name}-efi-vars.fd")
+
+    def create_efi_vars(self) -> None:
+        """Create an empty UEFI variable store for the next boot (OVMF's 4 MiB layout).
+        Fails if the store exists or the machine runs."""
+        with self.nested(f"creating UEFI variable store {self.efi_vars_path}"):
+            EfiVars(self.efi_vars_path, self).create_empty()
+
+    def write_efi_vars(self, variables: list[EfiVariable]) -> None:
+        """Add UEFI variables to the store (replacing those with the same vendor and
+        name), creating it if needed; the firmware sees them at the next boot."""
+        with self.nested(f"writing {len(variables)} UEFI variable(s)"):
+            EfiVars(self.efi_vars_path, self).write(variables)
+
+    def read_efi_vars(self) -> list[EfiVariable]:
+        """The live UEFI variables in the store, as the firmware left them.
+        Fails while the machine runs, or if there is no store."""
+        found = EfiVars(self.efi_vars_path, self).variables()
+        if found is None:
+            raise RequestedAssertionFailed(f"{self.name} has no UEFI variable store ({self.efi_vars_path})")
+        return found
+
+    def dump_efi_vars(self) -> None:
+        """Log every live UEFI variable of the store: vendor, name, attributes, data."""
+        variables = self.read_efi_vars()
+        with self.nested(f"{len(variables)} UEFI variables in {self.efi_vars_path}"):
+            for var in variables:
+                self.log(var.describe())
 
     def _screendump_png(self, target: Path, timeout: float = 30) -> None:
         from PIL import Image

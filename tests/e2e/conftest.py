@@ -134,12 +134,14 @@ def debian_vm(debian_guest, tmp_path_factory):
 
 @pytest.fixture
 def run(guest, tmp_path, private_tmp):
-    """run(script, names=[...], args=[...], env={...}) -> CompletedProcess of the CLI."""
+    """run(script, names=[...], args=[...], env={...}, efi=False) -> CompletedProcess of the CLI
+    (``efi``: the machines boot OVMF with a UEFI variable store)."""
 
     def go(script: str, names: list[str] = ["machine"], args: list[str] = [],
            append: dict[str, str] = {}, env: dict[str, str] = {}, timeout: float = 240,
-           ) -> subprocess.CompletedProcess[str]:
-        scripts = [str(tiny.write_start_script(tmp_path, n, guest, append.get(n, ""))) for n in names]
+           efi: bool = False) -> subprocess.CompletedProcess[str]:
+        scripts = [str(tiny.write_start_script(tmp_path, n, guest, append.get(n, ""), efi=efi))
+                   for n in names]
         path = tmp_path / "script.py"
         path.write_text(script)
         return subprocess.run(

@@ -41,6 +41,7 @@ WANTED_MODULES = [
     "9p",
     "pvpanic-pci",
     "virtio_rng",
+    "efivarfs",
 ]
 
 INIT = r"""#!/bin/busybox sh
@@ -52,6 +53,7 @@ INIT = r"""#!/bin/busybox sh
 /bin/busybox mount -t tmpfs tmpfs /tmp
 /bin/busybox mount -t tmpfs tmpfs /run
 for m in $(cat /lib/modules/load-order); do /bin/busybox insmod /lib/modules/$m 2>/dev/null; done
+[ -d /sys/firmware/efi/efivars ] && /bin/busybox mount -t efivarfs efivarfs /sys/firmware/efi/efivars
 exec /bin/busybox init
 """
 
@@ -105,7 +107,7 @@ grep -q td.nobackdoor /proc/cmdline && exec sleep 1000000
 START_SCRIPT = """#!/bin/sh
 # run-{name}-vm: a start script in the shape of NixOS's qemu-vm.nix for the tiny test guest.
 # The test driver appends its own QEMU arguments ("$@") and sets SHARED_DIR, TMPDIR.
-exec qemu-system-x86_64 -name {name} -accel tcg -smp 1 -m {memory} {firmware}\\
+{efi_setup}exec qemu-system-x86_64 -name {name} -accel tcg -smp 1 -m {memory} {firmware}\\
   -kernel {kernel} -initrd {initrd} \\
   -append "console=ttyS0 panic=-1 quiet td.hostname={name} {append} $QEMU_KERNEL_PARAMS" \\
   -virtfs local,path="${{SHARED_DIR:?SHARED_DIR must be set}}",security_model=none,mount_tag=shared \\
@@ -113,6 +115,17 @@ exec qemu-system-x86_64 -name {name} -accel tcg -smp 1 -m {memory} {firmware}\\
   -device pvpanic-pci {vlan_args}\\
   $QEMU_OPTS "$@"
 """
+
+
+# With OVMF (``efi=True``), as qemu-vm.nix does for useEFIBoot: the variable store is
+# $NIX_EFI_VARS, a copy of the firmware's empty store unless it exists already.
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+EFI_SETUP = """NIX_EFI_VARS=$(readlink -f "${NIX_EFI_VARS:-./@NAME@-efi-vars.fd}")
+if ! test -e "$NIX_EFI_VARS"; then cp @VARS@ "$NIX_EFI_VARS" && chmod 0644 "$NIX_EFI_VARS"; fi
+"""
+EFI_FIRMWARE = (f"-drive if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE} "
+                '-drive if=pflash,format=raw,unit=1,file="$NIX_EFI_VARS" ')
 
 
 @dataclass(frozen=True)
@@ -323,20 +336,22 @@ def vlan_options(vlans: dict[int, int], hosts: dict[str, str]) -> tuple[str, str
 
 def write_start_script(directory: Path, name: str, guest: Guest | None = None,
                        append: str = "", memory: int = 512, seabios: bool = False,
-                       vlans: dict[int, int] | None = None, hosts: dict[str, str] | None = None) -> Path:
+                       vlans: dict[int, int] | None = None, hosts: dict[str, str] | None = None,
+                       efi: bool = False) -> Path:
     """Write DIRECTORY/run-NAME-vm starting the tiny guest, like NixOS's start scripts.
 
     By default the guest boots the uncompressed kernel through PVH with qboot (about
     1.5 s faster under TCG), without a screen; ``seabios=True`` boots the bzImage with
-    SeaBIOS, whose VGA BIOS sets up the text console that screenshots show.
+    SeaBIOS, whose VGA BIOS sets up the text console that screenshots show;
+    ``efi=True`` boots the bzImage (an EFI stub) with OVMF and a variable store.
     """
     guest = guest or build()
     path = Path(directory) / f"run-{name}-vm"
-    firmware = "" if seabios else "-bios qboot.rom "
-    kernel = guest.bzimage if seabios else guest.kernel
+    firmware = EFI_FIRMWARE if efi else "" if seabios else "-bios qboot.rom "
+    kernel = guest.bzimage if seabios or efi else guest.kernel
     vlan_args, vlan_params = vlan_options(vlans or {}, hosts or {})
     path.write_text(START_SCRIPT.format(
-        name=name, kernel=kernel, initrd=guest.initrd, append=f"{append} {vlan_params}".strip(),
+        name=name, efi_setup=EFI_SETUP.replace("@NAME@", name).replace("@VARS@", OVMF_VARS) if efi else "", kernel=kernel, initrd=guest.initrd, append=f"{append} {vlan_params}".strip(),
         memory=memory, firmware=firmware, vlan_args=f"\\\n  {vlan_args} " if vlan_args else ""))
     path.chmod(0o755)
     return path
@@ -353,6 +368,7 @@ def run_cli(doc: str, build: Callable[[], Guest], write_start_script: Callable[.
     script.add_argument("directory", type=Path)
     script.add_argument("--append", default="", help="extra kernel parameters")
     script.add_argument("--seabios", action="store_true", help="boot with SeaBIOS (VGA text console)")
+    script.add_argument("--efi", action="store_true", help="boot with OVMF and a UEFI variable store")
     if vlans:
         script.add_argument("--vlan", action="append", default=[], metavar="VLAN:N",
                             help="a NIC on VLAN with address 192.168.VLAN.N (repeatable)")
@@ -363,6 +379,8 @@ def run_cli(doc: str, build: Callable[[], Guest], write_start_script: Callable[.
         print(build().directory)
         return
     options = {"append": args.append, "seabios": args.seabios}
+    if args.efi:
+        options["efi"] = True
     if vlans:
         options["vlans"] = {int(v): int(n) for v, n in (item.split(":") for item in args.vlan)}
         options["hosts"] = dict(item.split(":", 1) for item in args.host)

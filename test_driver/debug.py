@@ -17,6 +17,7 @@ fails with ``BdbQuit``).  The global timeout still applies while pdb waits.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import pdb
@@ -88,7 +89,21 @@ def _traceback_to_script(tb: types.TracebackType | None, script: str) -> types.T
     return copy
 
 
-class Debug:
+class DebugAbstract(abc.ABC):
+    """What the test symbol ``debug`` offers (the name nixpkgs' typing prelude imports)."""
+
+    @abc.abstractmethod
+    def breakpoint(self, host: str = "127.0.0.1", port: int = HOOK_PORT) -> None: ...
+
+
+class DebugNop(DebugAbstract):
+    """``debug`` without a debug hook: breakpoints do nothing."""
+
+    def breakpoint(self, host: str = "127.0.0.1", port: int = HOOK_PORT) -> None:
+        return None
+
+
+class Debug(DebugAbstract):
     """The test symbol ``debug`` and the driver's debugging hooks."""
 
     def __init__(self, logger: AbstractLogger, attach_command: str | None = None) -> None:

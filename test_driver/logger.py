@@ -496,3 +496,6 @@ Logger = AbstractLogger
 
 rootlog: AbstractLogger = CompositeLogger([TerminalLogger()])
 """The default logger, for old code that imports ``test_driver.logger.rootlog``."""
+
+JunitXMLLogger = JUnitLogger
+"""nixpkgs' name for the JUnit XML logger."""

@@ -31,8 +31,8 @@ from test_driver.vlan import VLan
 from test_driver.deadline import Duration
 
 class RetryProtocol(Protocol):
-    def __call__(self, fn: Callable[[bool], Any], timeout_seconds: Duration = 900,
-                 timeout: Duration | None = None) -> None: ...
+    def __call__(self, fn: Callable[..., Any], timeout_seconds: Duration | None = 900,
+                 timeout: Duration | None = ...) -> None: ...
 
 class PollingConditionProtocol(Protocol):
     def __call__(self, fun_: Callable[..., Any] | None = None, *, seconds_interval: float = 2.0,

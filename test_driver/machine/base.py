@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import inspect
 import re
 import shlex
 import shutil
@@ -19,32 +20,56 @@ from ..errors import RequestedAssertionFailed, WaitTimeout
 from ..logger import AbstractLogger
 
 
-def retry(fn: Callable[[bool], Any], timeout_seconds: Duration = 900,
-          timeout: Duration | None = None) -> None:
-    """Call ``fn(last_try)`` until it returns True, at most ``timeout`` seconds.
-
-    The first retries come quickly (0.1 s, doubling up to 1 s between calls), so
-    a condition that becomes true soon is seen soon.  ``fn(True)`` is the last
-    call, made after the deadline.  Raises ``WaitTimeout`` (a
-    ``RequestedAssertionFailed``) if it never returns True.
-    """
-    limit = seconds(timeout if timeout is not None else timeout_seconds) or 0.0
-    deadline = Deadline(limit)
-    pause = 0.1
-    while not deadline.expired:
-        if fn(False):
-            return
-        time.sleep(min(pause, deadline.remaining() or 0.0))
-        pause = min(pause * 2, 1.0)
-    if not fn(True):
-        raise WaitTimeout("the condition to hold", limit, f"still false after {deadline.elapsed():.2f}s")
+_DEFAULT: Any = object()  # "timeout not given", as opposed to timeout=None (no limit)
 
 
-def wait_until(check: Callable[[], bool], timeout: Duration, what: str,
-               last_state: Callable[[], str]) -> None:
-    """``retry`` ``check`` until it holds; on timeout, say what was awaited and the last state seen."""
+def _wants_last_try(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` speaks the old protocol: one ``bool`` argument, True on the last call."""
     try:
-        retry(lambda _last: check(), timeout)
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return bool(params) and params[0].annotation in (bool, "bool")
+
+
+def retry(fn: Callable[..., Any], timeout_seconds: Duration | None = 900,
+          timeout: Duration | None = _DEFAULT) -> None:
+    """Call ``fn(remaining)`` until it returns something true, within ``timeout``.
+
+    ``remaining`` is the seconds left (a float above zero), or None when ``timeout``
+    is None (no limit).  A call that starts before the deadline counts even if it
+    returns after it; no call starts after it, so a zero timeout makes none.  The
+    calls come quickly at first (0.1 s apart, doubling up to 1 s).  Raises
+    ``WaitTimeout`` (a ``RequestedAssertionFailed``) when time is up.
+
+    A function whose argument is annotated ``bool`` gets the older protocol:
+    ``fn(False)`` until the deadline, then one last ``fn(True)``.
+    """
+    limit = timeout_seconds if timeout is _DEFAULT else timeout
+    deadline = Deadline(limit)
+    legacy = _wants_last_try(fn)
+    pause = 0.1
+    while True:
+        left = deadline.remaining()
+        if left is not None and left <= 0:
+            break
+        if fn(False if legacy else left):
+            return
+        left = deadline.remaining()
+        time.sleep(pause if left is None else min(pause, left))
+        pause = min(pause * 2, 1.0)
+    if legacy and fn(True):
+        return
+    raise WaitTimeout("the condition to hold", seconds(limit) or 0.0,
+                      f"still false after {deadline.elapsed():.2f}s")
+
+
+def wait_until(check: Callable[[float | None], bool], timeout: Duration | None, what: str,
+               last_state: Callable[[], str]) -> None:
+    """``retry`` ``check(remaining)`` until it holds; on timeout, say what was awaited
+    and the last state seen."""
+    try:
+        retry(check, timeout=timeout)
     except WaitTimeout as exc:
         raise WaitTimeout(what, exc.timeout, last_state()) from None
 
@@ -176,28 +201,38 @@ class BaseMachine(ABC):
                 output += out
         return output
 
-    def _wait_until(self, command: str, want_success: bool, timeout: Duration) -> str:
+    def _wait_until(self, command: str, want_success: bool, timeout: Duration,
+                    attempt_timeout: Duration | None) -> str:
         output = ""
         status = -1
+        per_attempt = seconds(attempt_timeout)
 
-        def check() -> bool:
+        def check(left: float | None) -> bool:
             nonlocal output, status
-            status, output = self.execute(command, timeout=timeout)
+            bound = left if per_attempt is None else per_attempt if left is None else min(left, per_attempt)
+            status, output = self.execute(command, timeout=bound)
             return (status == 0) == want_success
 
         wait_until(check, timeout, f"`{command}` to {'succeed' if want_success else 'fail'}",
                    lambda: f"exit status {status}, output {output[-200:]!r}")
         return output
 
-    def wait_until_succeeds(self, command: str, timeout: Duration = 900) -> str:
-        """Repeat ``command`` until it succeeds (at most ``timeout`` seconds); return its output."""
-        with self.nested(f"waiting for success: {command}"):
-            return self._wait_until(command, True, timeout)
+    def wait_until_succeeds(self, command: str, timeout: Duration = 900,
+                            attempt_timeout: Duration | None = None) -> str:
+        """Repeat ``command`` until it succeeds; return its output.
 
-    def wait_until_fails(self, command: str, timeout: Duration = 900) -> str:
-        """Repeat ``command`` until it fails (at most ``timeout`` seconds); return its output."""
+        ``timeout`` bounds the whole wait; ``attempt_timeout`` bounds one attempt (a
+        command still running then is stopped, status 124, and tried again).  Without
+        it an attempt may take what is left of ``timeout``."""
+        with self.nested(f"waiting for success: {command}"):
+            return self._wait_until(command, True, timeout, attempt_timeout)
+
+    def wait_until_fails(self, command: str, timeout: Duration = 900,
+                         attempt_timeout: Duration | None = None) -> str:
+        """Repeat ``command`` until it fails; return its output.  ``timeout`` and
+        ``attempt_timeout`` as for ``wait_until_succeeds``."""
         with self.nested(f"waiting for failure: {command}"):
-            return self._wait_until(command, False, timeout)
+            return self._wait_until(command, False, timeout, attempt_timeout)
 
     def sleep(self, secs: Duration) -> None:
         """Sleep ``secs`` seconds of guest time (runs ``sleep`` in the machine)."""
@@ -237,7 +272,7 @@ class BaseMachine(ABC):
         is inactive with no job pending."""
         state = "unknown"
 
-        def check_active() -> bool:
+        def check_active(_left: float | None) -> bool:
             nonlocal state
             state = self.get_unit_property(unit, "ActiveState", user)
             if state == "failed":
@@ -257,7 +292,7 @@ class BaseMachine(ABC):
         ``activating``, ``reloading``, ``deactivating``, ``failed``)."""
         seen = "unknown"
 
-        def reached() -> bool:
+        def reached(_left: float | None) -> bool:
             nonlocal seen
             seen = self.get_unit_property(unit, "ActiveState", user)
             return seen == state
@@ -288,7 +323,8 @@ class BaseMachine(ABC):
     # --- files and ports -------------------------------------------------------------
     def _wait_for_status(self, command: str, want_zero: bool, what: str, timeout: Duration) -> None:
         with self.nested(f"waiting for {what}"):
-            wait_until(lambda: (self.execute(command)[0] == 0) == want_zero, timeout, what,
+            # each probe may take what is left of the wait, no more (a blocked `nc` ends with it)
+            wait_until(lambda left: (self.execute(command, timeout=left)[0] == 0) == want_zero, timeout, what,
                        lambda: f"`{command}` still {'fails' if want_zero else 'succeeds'}")
 
     def wait_for_file(self, filename: str, timeout: Duration = 900) -> None:
@@ -359,7 +395,7 @@ class BaseMachine(ABC):
         matcher = re.compile(regexp)
         text = ""
 
-        def matches() -> bool:
+        def matches(_left: float | None) -> bool:
             nonlocal text
             text = self.get_tty_text(tty)
             return matcher.search(text) is not None

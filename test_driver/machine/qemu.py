@@ -665,7 +665,7 @@ class QemuMachine(BaseMachine):
         """Wait until OCR of the screen matches ``regex`` (in any variant)."""
         texts: list[str] = []
 
-        def matches() -> bool:
+        def matches(_left: float | None) -> bool:
             nonlocal texts
             texts = self._ocr()
             return any(re.search(regex, text) for text in texts)
@@ -680,7 +680,7 @@ class QemuMachine(BaseMachine):
         command = ('journalctl -b SYSLOG_IDENTIFIER=systemd | grep -q "Reached target Current graphical"'
                    " && [ -e /tmp/.X11-unix/X0 ]")
         with self.nested("waiting for the X11 server"):
-            wait_until(lambda: self.execute(command)[0] == 0, timeout, "the X11 server",
+            wait_until(lambda left: self.execute(command, timeout=left)[0] == 0, timeout, "the X11 server",
                        lambda: "no graphical target reached or no /tmp/.X11-unix/X0")
 
     def get_window_names(self) -> list[str]:
@@ -693,7 +693,7 @@ class QemuMachine(BaseMachine):
         pattern = re.compile(regexp)
         names: list[str] = []
 
-        def visible() -> bool:
+        def visible(_left: float | None) -> bool:
             nonlocal names
             names = self.get_window_names()
             return any(pattern.search(name) for name in names)

@@ -1,0 +1,202 @@
+"""The module paths, class names and typing of nixpkgs' driver contract (2026): every name its
+typing prelude and its driver tests import, and a script using the newest API type-checked
+with a prelude shaped like the one nixpkgs' driver.nix writes."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_driver.driver import Driver
+from test_driver.logger import CompositeLogger
+
+ROOT = Path(__file__).resolve().parents[2]
+
+NAMES = {
+    "test_driver.driver": ["Driver"],
+    "test_driver.vlan": ["VLan"],
+    "test_driver.machine": ["BaseMachine", "QemuMachine", "NspawnMachine", "Machine", "retry"],
+    "test_driver.machine.qmp": ["QMPAPIError", "QMPSession"],
+    "test_driver.logger": ["AbstractLogger", "Logger", "CompositeLogger", "TerminalLogger", "XMLLogger",
+                           "JunitXMLLogger", "rootlog"],
+    "test_driver.errors": ["TestScriptError", "RequestedAssertionFailed", "MachineError"],
+    "test_driver.efi": ["EfiVariable", "EfiVars", "EfiGuid"],
+    "test_driver.debug": ["DebugAbstract", "DebugNop", "Debug"],
+    "test_driver.polling_condition": ["PollingCondition"],
+    "test_driver": ["main", "generate_driver_symbols"],
+}
+
+SYMBOLS = ["start_all", "test_script", "run_tests", "machines", "machines_qemu", "machines_nspawn", "vlans",
+           "driver", "log", "os", "create_machine", "subtest", "join_all", "retry", "serial_stdout_off",
+           "serial_stdout_on", "polling_condition", "BaseMachine", "QemuMachine", "NspawnMachine", "Machine",
+           "t", "debug"]
+
+
+@pytest.mark.parametrize("module", sorted(NAMES))
+def test_every_name_imports_from_its_module(module):
+    loaded = importlib.import_module(module)
+    missing = [name for name in NAMES[module] if not hasattr(loaded, name)]
+    assert not missing, f"{module} lacks {missing}"
+
+
+def test_the_names_mean_what_they_mean_upstream():
+    from test_driver import errors, machine
+    from test_driver.machine import qmp
+
+    assert machine.Machine is machine.QemuMachine
+    assert issubclass(machine.QemuMachine, machine.BaseMachine)
+    assert issubclass(machine.NspawnMachine, machine.BaseMachine)
+    assert issubclass(errors.RequestedAssertionFailed, errors.TestScriptError)
+    assert issubclass(qmp.QMPAPIError, errors.MachineError)
+
+
+def test_every_test_symbol_and_one_per_vlan(tmp_path):
+    driver = Driver([], [1, 2], "", tmp_path, CompositeLogger([]))
+    try:
+        symbols = driver.test_symbols()
+        assert not [s for s in SYMBOLS if s not in symbols]
+        assert symbols["vlan1"] is driver.vlans[0] and symbols["vlan2"] is driver.vlans[1]
+        with pytest.raises(Exception) as caught:
+            symbols["t"].assertEqual(1, 2)
+        assert type(caught.value).__name__ == "RequestedAssertionFailed"
+    finally:
+        driver.cleanup()
+
+
+# As nixpkgs' driver.nix writes it: nixos/lib/test-script-prepend.py, then one line of
+# `name: QemuMachine;` hints, one of `name: NspawnMachine;`, then `vlanN: VLan` lines.
+PRELUDE = """\
+from test_driver.driver import Driver
+from test_driver.vlan import VLan
+from test_driver.machine import BaseMachine, QemuMachine, NspawnMachine
+from test_driver.logger import AbstractLogger
+from test_driver.debug import DebugAbstract
+from typing import Callable, Iterator, ContextManager, Optional, List, Dict, Any, Union
+from typing_extensions import Protocol
+from pathlib import Path
+import datetime
+import unittest
+
+Duration = datetime.timedelta | int | float
+
+
+class RetryProtocol(Protocol):
+    def __call__(self, fn: Callable, timeout: Duration | None = 900) -> None:
+        raise Exception("This is just type information for the Nix test driver")
+
+
+class PollingConditionProtocol(Protocol):
+    def __call__(
+        self,
+        fun_: Optional[Callable] = None,
+        *,
+        seconds_interval: float = 2.0,
+        description: Optional[str] = None,
+    ) -> Union[Callable[[Callable], ContextManager], ContextManager]:
+        raise Exception("This is just type information for the Nix test driver")
+
+
+class CreateMachineProtocol(Protocol):
+    def __call__(
+        self,
+        start_command: str | dict,
+        *,
+        name: Optional[str] = None,
+        keep_vm_state: bool = False,
+    ) -> QemuMachine:
+        raise Exception("This is just type information for the Nix test driver")
+
+
+start_all: Callable[[], None]
+subtest: Callable[[str], ContextManager[None]]
+retry: RetryProtocol
+test_script: Callable[[], None]
+machines: List[BaseMachine]
+machines_qemu: List[QemuMachine]
+machines_nspawn: List[NspawnMachine]
+vlans: List[VLan]
+driver: Driver
+log: AbstractLogger
+create_machine: CreateMachineProtocol
+run_tests: Callable[[], None]
+join_all: Callable[[], None]
+serial_stdout_off: Callable[[], None]
+serial_stdout_on: Callable[[], None]
+polling_condition: PollingConditionProtocol
+t: unittest.TestCase
+debug: DebugAbstract
+alpha: QemuMachine; beta: QemuMachine;
+box: NspawnMachine;
+vlan1: VLan
+"""
+
+NEW_API = """\
+import datetime as dt
+import uuid
+from test_driver.efi import EfiVariable
+from test_driver.errors import RequestedAssertionFailed
+from test_driver.machine.qmp import QMPAPIError
+
+start_all()
+alpha.wait_for_unit_active_state("sshd.service", "active", timeout=dt.timedelta(seconds=30))
+out: str = alpha.wait_until_succeeds("true", timeout=dt.timedelta(seconds=30),
+                                     attempt_timeout=dt.timedelta(seconds=5))
+alpha.wait_until_fails("false", timeout=30, attempt_timeout=5)
+retry(lambda remaining: remaining is None or remaining > 0, timeout=dt.timedelta(seconds=5))
+console: str = alpha.get_console_log()
+try:
+    alpha.qmp_client.send("query-status")
+except QMPAPIError as exc:
+    log.info(str(exc))
+beta.create_efi_vars()
+beta.write_efi_vars([EfiVariable(vendor_uuid=uuid.uuid4(), name="X", data=b"1",
+                                 flags=EfiVariable.Flags.NON_VOLATILE)])
+found: list[EfiVariable] = beta.read_efi_vars()
+beta.dump_efi_vars()
+box.succeed("true", timeout=dt.timedelta(seconds=3))
+alpha.copy_from_machine("/etc/hostname")
+alpha.copy_from_vm("/etc/hostname")
+vlan1.stop()
+extra = create_machine({"startCommand": "qemu-system-x86_64"}, name="extra")
+extra.shutdown()
+for m in machines_qemu:
+    m.crash()
+t.assertEqual(len(machines), len(machines_qemu) + len(machines_nspawn))
+debug.breakpoint()
+"""
+
+WRONG = """\
+box.screenshot("x")
+alpha.wait_until_succeeds("true", attempt_timeout="5s")
+vlan2.stop()
+"""
+
+
+def mypy(tmp_path: Path, script: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "testScriptWithTypes"
+    path.write_text(PRELUDE + script)
+    return subprocess.run([sys.executable, "-m", "mypy", "--no-implicit-optional", "--pretty",
+                           "--no-color-output", "--cache-dir", str(tmp_path / "cache"), str(path)],
+                          capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "MYPYPATH": str(ROOT)})
+
+
+def test_a_script_on_the_newest_api_type_checks_with_a_nixpkgs_shaped_prelude(tmp_path):
+    pytest.importorskip("mypy")
+    result = mypy(tmp_path, NEW_API)
+    assert result.returncode == 0, result.stdout
+
+
+def test_the_same_prelude_rejects_what_does_not_exist(tmp_path):
+    pytest.importorskip("mypy")
+    result = mypy(tmp_path, WRONG)
+    text = " ".join(result.stdout.split())
+    assert result.returncode == 1
+    assert '"NspawnMachine" has no attribute "screenshot"' in text
+    assert 'Argument "attempt_timeout" to "wait_until_succeeds" of "BaseMachine" has incompatible type "str"' in text
+    assert 'Name "vlan2" is not defined' in text

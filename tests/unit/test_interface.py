@@ -5,17 +5,13 @@ with a prelude shaped like the one nixpkgs' driver.nix writes."""
 from __future__ import annotations
 
 import importlib
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from test_typing import mypy
+
 from test_driver.driver import Driver
 from test_driver.logger import CompositeLogger
-
-ROOT = Path(__file__).resolve().parents[2]
 
 NAMES = {
     "test_driver.driver": ["Driver"],
@@ -177,24 +173,15 @@ vlan2.stop()
 """
 
 
-def mypy(tmp_path: Path, script: str) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "testScriptWithTypes"
-    path.write_text(PRELUDE + script)
-    return subprocess.run([sys.executable, "-m", "mypy", "--no-implicit-optional", "--pretty",
-                           "--no-color-output", "--cache-dir", str(tmp_path / "cache"), str(path)],
-                          capture_output=True, text=True, cwd=tmp_path,
-                          env={**os.environ, "MYPYPATH": str(ROOT)})
-
-
 def test_a_script_on_the_newest_api_type_checks_with_a_nixpkgs_shaped_prelude(tmp_path):
     pytest.importorskip("mypy")
-    result = mypy(tmp_path, NEW_API)
+    result = mypy(tmp_path, NEW_API, PRELUDE)
     assert result.returncode == 0, result.stdout
 
 
 def test_the_same_prelude_rejects_what_does_not_exist(tmp_path):
     pytest.importorskip("mypy")
-    result = mypy(tmp_path, WRONG)
+    result = mypy(tmp_path, WRONG, PRELUDE)
     text = " ".join(result.stdout.split())
     assert result.returncode == 1
     assert '"NspawnMachine" has no attribute "screenshot"' in text

@@ -67,9 +67,10 @@ server.no_such_method()
 """
 
 
-def mypy(tmp_path: Path, script: str) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "script.py"
-    path.write_text(PRELUDE + script)
+def mypy(tmp_path: Path, script: str, prelude: str = PRELUDE) -> subprocess.CompletedProcess[str]:
+    """mypy as nixpkgs runs it on a prelude and a script, against this package."""
+    path = tmp_path / "testScriptWithTypes"
+    path.write_text(prelude + script)
     env = {**os.environ, "MYPYPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "mypy", "--no-implicit-optional", "--pretty",
                            "--no-color-output", "--cache-dir", str(tmp_path / "cache"), str(path)],

@@ -268,10 +268,16 @@ def test_retry(debian_vm):
     from test_driver.machine import retry
 
     _, deb, _ = debian_vm
-    seen: list[bool] = []
+    seen: list[float] = []
     deb.succeed("rm -f /tmp/flag; (sleep 1; touch /tmp/flag) >/dev/null 2>&1 &")
-    retry(lambda last: seen.append(last) or deb.execute("test -e /tmp/flag")[0] == 0, timeout=30)
-    assert len(seen) >= 2 and not any(seen)
+    retry(lambda left: seen.append(left) or deb.execute("test -e /tmp/flag")[0] == 0, timeout=30)
+    assert len(seen) >= 2 and all(0 < left <= 30 for left in seen)  # each call gets the seconds left
+    told: list[bool] = []
+
+    def old_style(last_try: bool) -> bool:  # the older protocol: told which call is the last
+        told.append(last_try)
+        return False
+
     with pytest.raises(WaitTimeout):
-        retry(lambda last: seen.append(last) or False, timeout_seconds=0.5)
-    assert seen[-1] is True  # the last call is told it is the last
+        retry(old_style, timeout_seconds=0.5)
+    assert told[-1] is True and not any(told[:-1])

@@ -33,6 +33,7 @@ from .supervisor import Channel, Exit, Supervisor
 
 SERIAL_TAIL = 50
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a timed-out command
+LINGER_WARNING = 1.0  # seconds a command's stdout may stay open after it exited before we say so
 # sed program printing the quoted window names of `xwininfo -root -tree` lines, one per line.
 SED_WINDOW_NAMES = """'s/.*0x[0-9a-f]* "\\([^"]*\\)".*/\\1/; t; d'"""
 LIFECYCLE_EVENTS = {"SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME", "GUEST_PANICKED",
@@ -440,8 +441,14 @@ class QemuMachine(BaseMachine):
         return (status if check_return else -1), out.decode(errors="replace")
 
     def _reply(self, nonce: str, command: str, timeout: float | None) -> tuple[int, bytes]:
+        def lingering() -> None:
+            self.logger.warning(
+                f"{self.name}: `{command}` exited, but a process it started still holds its stdout "
+                "open; waiting until that closes (send a background process's output elsewhere: "
+                "`cmd >/dev/null 2>&1 &`)")
+
         try:
-            return self.shell.reply(nonce, Deadline(timeout))
+            return self.shell.reply(nonce, Deadline(timeout), LINGER_WARNING, lingering)
         except WaitTimeout:
             pass
         self.log(f"command `{command}` exceeded its timeout of {timeout:g}s; stopping it")

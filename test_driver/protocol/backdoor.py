@@ -7,7 +7,8 @@ back, with no process exec'ed in the guest beyond what the command itself runs:
 
     __td_now NONCE $'command'                        (host -> guest, no timeout)
     __td_run NONCE $'command' & __td_p=$!            (host -> guest, with a timeout)
-    TD1 NONCE STATUS LENGTH\\n<LENGTH bytes of stdout>  (guest -> host)
+    TD0 NONCE\\n                                     (guest -> host: the command exited)
+    TD1 NONCE STATUS LENGTH\\n<LENGTH bytes of stdout>  (guest -> host: the reply)
 
 Both run the command in a subshell with ``set -euo pipefail`` (like
 upstream's ``bash -c``), captures stdout by command substitution (so, like
@@ -19,6 +20,11 @@ unambiguous.  Only output that a background process writes after the command
 itself ended loses its trailing newlines (it lands behind the marker).
 Stdin of the command is /dev/null; stderr goes to the guest's serial console.
 Bash cannot hold NUL bytes in a variable: they are dropped from the output.
+
+The exit notice ``TD0`` is written (a builtin printf, no fork) when the command's
+shell exits, straight to hvc0; the reply follows once its stdout is closed.  A
+reply that lags behind its notice means a process the command started still
+holds its stdout: ``Backdoor.reply`` reports that through ``on_linger``.
 
 A command with a timeout runs as a background job, so the shell stays free to take an
 interrupt: ``__td_kill SIG`` signals every process of the last command (its
@@ -34,10 +40,12 @@ import secrets
 from typing import Callable
 
 from ..deadline import Deadline
+from ..errors import WaitTimeout
 from .stream import Stream
 
 GREETING = re.compile(rb"Spawning backdoor root shell\.\.\.\r?\n?")
-REPLY = re.compile(rb"TD1 ([0-9a-f]{1,32}) (-?\d{1,5}) (\d{1,12})\n")
+# TD1 NONCE STATUS LENGTH (a reply) or TD0 NONCE (the command exited; its reply follows)
+FRAME = re.compile(rb"TD(?:1 ([0-9a-f]{1,32}) (-?\d{1,5}) (\d{1,12})|0 ([0-9a-f]{1,32}))\n")
 
 # Sent once after the greeting.  __td_now NONCE CMD runs CMD in one subshell (a
 # command substitution whose EXIT trap appends the end marker): the fast path for
@@ -48,6 +56,7 @@ REPLY = re.compile(rb"TD1 ([0-9a-f]{1,32}) (-?\d{1,5}) (\d{1,12})\n")
 # are remembered per nonce: a process that ignored SIGTERM and was reparented is
 # still reached by the SIGKILL that follows.
 HELPERS = r"""
+exec {__td_fd}>&1  # hvc0, for the exit notices written from inside command substitutions
 __td_strip() {  # remove the end marker from __td_o: O(1) when last, else one scan (never ${x%pat})
   if [[ ${__td_o: -${#__td_m}} == "$__td_m" ]]; then __td_o=${__td_o:0:${#__td_o}-${#__td_m}}
   else __td_o=${__td_o/"$__td_m"/}; fi
@@ -56,14 +65,15 @@ __td_now() {
   local __td_o __td_s __td_m="@$1@"
   # The trap text holds the marker itself: when errexit fires inside the eval, bash
   # drops this function's locals before it runs the EXIT trap.
-  __td_o=$(exec </dev/null; trap "printf %s $__td_m" EXIT; __td_c=$2; set -euo pipefail --; eval "$__td_c")
+  __td_o=$(exec </dev/null; trap "printf %s $__td_m; printf 'TD0 %s\n' $1 >&$__td_fd" EXIT
+           __td_c=$2; set -euo pipefail --; eval "$__td_c")
   __td_s=$?; local LC_ALL=C; __td_strip
   printf 'TD1 %s %d %d\n%s' "$1" "$__td_s" "${#__td_o}" "$__td_o"
 }
 __td_run() {
   local __td_o __td_s __td_m="@$1@"
   __td_o=$(set -m; (export __TD_TAG=$1; __td_c=$2; set -euo pipefail --; eval "$__td_c") &
-           wait $!; __td_s=$?; printf %s "$__td_m"; exit $__td_s)
+           wait $!; __td_s=$?; printf %s "$__td_m"; printf 'TD0 %s\n' "$1" >&$__td_fd; exit $__td_s)
   __td_s=$?; LC_ALL=C; __td_strip
   printf 'TD1 %s %d %d\n%s' "$1" "$__td_s" "${#__td_o}" "$__td_o"
 }
@@ -152,18 +162,40 @@ class Backdoor:
             raise ValueError(f"bad signal name {signal!r}")
         self.send(f"__td_kill {signal} $__td_p {nonce}\n".encode())
 
-    def reply(self, nonce: str, deadline: Deadline) -> tuple[int, bytes]:
+    def reply(self, nonce: str, deadline: Deadline, linger: float | None = None,
+              on_linger: Callable[[], None] | None = None) -> tuple[int, bytes]:
         """Wait for the reply carrying ``nonce``: (exit status, stdout bytes).
 
-        Replies of earlier commands nobody waits for any more (timed out, or
-        started without waiting) are read past; anything else, a header with a
-        nonce never issued included, is junk and handed to ``on_junk`` (so a
-        forged length cannot swallow the real reply).
+        Replies and notices of earlier commands nobody waits for any more (timed
+        out, or started without waiting) are read past; anything else, a header
+        with a nonce never issued included, is junk and handed to ``on_junk`` (so
+        a forged length cannot swallow the real reply).  If the reply is still
+        missing ``linger`` seconds after the command exited, ``on_linger()`` is
+        called once and the wait goes on.
         """
+        exited: Deadline | None = None
         while True:
-            before, match = self.stream.expect(REPLY, deadline, f"the reply to command {nonce}")
+            wait = deadline
+            if exited is not None and on_linger is not None:
+                wait = exited
+            try:
+                before, match = self.stream.expect(FRAME, wait, f"the reply to command {nonce}")
+            except WaitTimeout:
+                if wait is deadline or on_linger is None:
+                    raise
+                on_linger()
+                on_linger = None
+                continue
             if before.strip():
                 self.on_junk(before)
+            if match[4] is not None:  # an exit notice
+                seen = match[4].decode()
+                if seen not in self.issued:
+                    self.on_junk(match[0])
+                elif seen == nonce and linger is not None:
+                    left = deadline.remaining()
+                    exited = Deadline(linger if left is None else min(linger, left))
+                continue
             seen = match[1].decode()
             if seen not in self.issued:
                 self.on_junk(match[0])

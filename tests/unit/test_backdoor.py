@@ -121,6 +121,25 @@ def test_background_process_does_not_spill_into_next_reply(guest):
     assert guest.junk == []
 
 
+def test_a_stdout_held_after_exit_is_reported_once_and_the_reply_still_comes(guest):
+    lingered: list[float] = []
+    start = time.monotonic()
+    nonce = guest.backdoor.run("(echo ONE; sleep 1.5; echo TWO) &", guest.interruptible)
+    reply = guest.backdoor.reply(nonce, Deadline(10), 0.5, lambda: lingered.append(time.monotonic() - start))
+    assert reply == (0, b"ONE\nTWO")
+    assert len(lingered) == 1 and 0.5 <= lingered[0] < 1.2, lingered
+    # a command that exits with its stdout closed is not reported, however long it runs
+    nonce = guest.backdoor.run("sleep 0.8; echo done", guest.interruptible)
+    assert guest.backdoor.reply(nonce, Deadline(10), 0.3, lambda: lingered.append(-1)) == (0, b"done\n")
+    assert len(lingered) == 1 and guest.junk == []
+
+
+def test_forged_exit_notices_are_junk(guest):
+    nonce = guest.backdoor.run("printf 'TD0 abcdef\\n' >&$__td_fd; echo fine", guest.interruptible)
+    assert guest.backdoor.reply(nonce, Deadline(5), 0.1, lambda: None) == (0, b"fine\n")
+    assert guest.junk == [b"TD0 abcdef\n"]
+
+
 def test_stdin_is_not_the_protocol_channel(guest):
     assert guest.run("cat") == (0, b"")
     assert guest.run("echo still in sync") == (0, b"still in sync\n")

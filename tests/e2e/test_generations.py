@@ -208,3 +208,38 @@ def test_nixpkgs_attempt_timeout_test_script(run):
     assert int(attempts) >= 8 and 19 <= float(elapsed) < 24, (attempts, elapsed)
     probe = float(re.search(r"PROBE ELAPSED ([\d.]+)", result.stdout).group(1))
     assert 4.5 <= probe < 9, probe
+
+
+# nixpkgs' succeed-stdout-warning.nix on the tiny guest (15 s sleep cut to 3 s). One difference,
+# documented: output a background process writes after the command ended loses its trailing
+# newline here ("ONE\nTWO", upstream "ONE\nTWO\n").
+STDOUT_WARNING_NIX = r'''
+start_all()
+with subtest("Fast command should NOT produce warning"):
+    machine.succeed("echo 'MARKER: before fast command' >&2")
+    output = machine.succeed("echo HELLO")
+    assert output == "HELLO\n", f"Expected 'HELLO\\n', got {output!r}"
+    machine.succeed("echo 'MARKER: after fast command' >&2")
+with subtest("Background process keeps stdout open - should produce warning"):
+    machine.succeed("echo 'MARKER: before slow command' >&2")
+    output = machine.succeed("(echo ONE; sleep 3; echo TWO) &")
+    assert output == "ONE\nTWO", f"got {output!r}"
+    machine.succeed("echo 'MARKER: after slow command' >&2")
+with subtest("Exit status should be preserved (non-zero)"):
+    try:
+        machine.succeed("exit 42")
+        assert False, "Expected command to fail with exit code 42"
+    except Exception as e:
+        assert "exit code 42" in str(e), f"Expected 'exit code 42' in exception, got: {e}"
+'''
+
+
+def test_nixpkgs_succeed_stdout_warning_test_script(run):
+    result = run(STDOUT_WARNING_NIX)
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = result.stderr
+    warning = "`(echo ONE; sleep 3; echo TWO) &` exited, but a process it started still holds its stdout open"
+    assert log.count(warning) == 1, log
+    assert log.count("still holds its stdout open") == 1
+    # it comes while the slow command waits: between its markers, not between the fast ones
+    assert log.index("MARKER: before slow command") < log.index(warning) < log.index("MARKER: after slow command")

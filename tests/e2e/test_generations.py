@@ -204,8 +204,9 @@ def test_nixpkgs_attempt_timeout_test_script(run):
     result = run(ATTEMPT_TIMEOUT_NIX)
     assert result.returncode == 0, result.stdout + result.stderr
     attempts, elapsed = re.search(r"ATTEMPTS (\d+) ELAPSED ([\d.]+)", result.stdout).groups()
-    # 2 s attempts in a 20 s budget: about ten of them, and the budget is kept
-    assert int(attempts) >= 8 and 19 <= float(elapsed) < 24, (attempts, elapsed)
+    # 2 s attempts (plus stopping each, plus the pause between) in a 20 s budget: about eight of
+    # them (nixpkgs asks for 4), and the budget is kept
+    assert int(attempts) >= 6 and 19 <= float(elapsed) < 24, (attempts, elapsed)
     probe = float(re.search(r"PROBE ELAPSED ([\d.]+)", result.stdout).group(1))
     assert 4.5 <= probe < 9, probe
 

@@ -64,68 +64,53 @@ def test_every_test_symbol_and_one_per_vlan(tmp_path):
         driver.cleanup()
 
 
-# As nixpkgs' driver.nix writes it: nixos/lib/test-script-prepend.py, then one line of
-# `name: QemuMachine;` hints, one of `name: NspawnMachine;`, then `vlanN: VLan` lines.
+# The shape nixpkgs' driver.nix gives the file it type-checks: a typing prelude (imports from
+# the driver's modules, protocols for the callable symbols, one annotation per symbol), then one
+# line of `name: QemuMachine;` hints, one of `name: NspawnMachine;` hints, then `vlanN: VLan`.
 PRELUDE = """\
-from test_driver.driver import Driver
-from test_driver.vlan import VLan
-from test_driver.machine import BaseMachine, QemuMachine, NspawnMachine
-from test_driver.logger import AbstractLogger
-from test_driver.debug import DebugAbstract
-from typing import Callable, Iterator, ContextManager, Optional, List, Dict, Any, Union
-from typing_extensions import Protocol
-from pathlib import Path
 import datetime
 import unittest
+from typing import Any, Callable, ContextManager, Optional, Union
 
-Duration = datetime.timedelta | int | float
+from typing_extensions import Protocol
 
+from test_driver.debug import DebugAbstract
+from test_driver.driver import Driver
+from test_driver.logger import AbstractLogger
+from test_driver.machine import BaseMachine, NspawnMachine, QemuMachine
+from test_driver.vlan import VLan
 
-class RetryProtocol(Protocol):
-    def __call__(self, fn: Callable, timeout: Duration | None = 900) -> None:
-        raise Exception("This is just type information for the Nix test driver")
+Seconds = Union[datetime.timedelta, int, float]
 
+class Retry(Protocol):
+    def __call__(self, fn: Callable[..., Any], timeout: Optional[Seconds] = 900) -> None: ...
 
-class PollingConditionProtocol(Protocol):
-    def __call__(
-        self,
-        fun_: Optional[Callable] = None,
-        *,
-        seconds_interval: float = 2.0,
-        description: Optional[str] = None,
-    ) -> Union[Callable[[Callable], ContextManager], ContextManager]:
-        raise Exception("This is just type information for the Nix test driver")
+class PollingCondition(Protocol):
+    def __call__(self, fun_: Optional[Callable[..., Any]] = None, *, seconds_interval: float = 2.0,
+                 description: Optional[str] = None) -> Any: ...
 
+class CreateMachine(Protocol):
+    def __call__(self, start_command: Union[str, dict[str, Any]], *, name: Optional[str] = None,
+                 keep_vm_state: bool = False) -> QemuMachine: ...
 
-class CreateMachineProtocol(Protocol):
-    def __call__(
-        self,
-        start_command: str | dict,
-        *,
-        name: Optional[str] = None,
-        keep_vm_state: bool = False,
-    ) -> QemuMachine:
-        raise Exception("This is just type information for the Nix test driver")
-
-
-start_all: Callable[[], None]
-subtest: Callable[[str], ContextManager[None]]
-retry: RetryProtocol
-test_script: Callable[[], None]
-machines: List[BaseMachine]
-machines_qemu: List[QemuMachine]
-machines_nspawn: List[NspawnMachine]
-vlans: List[VLan]
 driver: Driver
 log: AbstractLogger
-create_machine: CreateMachineProtocol
-run_tests: Callable[[], None]
-join_all: Callable[[], None]
-serial_stdout_off: Callable[[], None]
-serial_stdout_on: Callable[[], None]
-polling_condition: PollingConditionProtocol
-t: unittest.TestCase
 debug: DebugAbstract
+t: unittest.TestCase
+machines: list[BaseMachine]
+machines_qemu: list[QemuMachine]
+machines_nspawn: list[NspawnMachine]
+vlans: list[VLan]
+start_all: Callable[[], None]
+join_all: Callable[[], None]
+test_script: Callable[[], None]
+run_tests: Callable[[], None]
+serial_stdout_on: Callable[[], None]
+serial_stdout_off: Callable[[], None]
+subtest: Callable[[str], ContextManager[None]]
+retry: Retry
+polling_condition: PollingCondition
+create_machine: CreateMachine
 alpha: QemuMachine; beta: QemuMachine;
 box: NspawnMachine;
 vlan1: VLan

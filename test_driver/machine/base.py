@@ -209,8 +209,8 @@ class BaseMachine(ABC):
 
         def check(left: float | None) -> bool:
             nonlocal output, status
-            bound = left if per_attempt is None else per_attempt if left is None else min(left, per_attempt)
-            status, output = self.execute(command, timeout=bound)
+            bounds = [b for b in (left, per_attempt) if b is not None]
+            status, output = self.execute(command, timeout=min(bounds) if bounds else None)
             return (status == 0) == want_success
 
         wait_until(check, timeout, f"`{command}` to {'succeed' if want_success else 'fail'}",

@@ -181,7 +181,7 @@ class Backdoor:
             try:
                 before, match = self.stream.expect(FRAME, wait, f"the reply to command {nonce}")
             except WaitTimeout:
-                if wait is deadline or on_linger is None:
+                if wait is deadline or on_linger is None:  # (the second only narrows the type)
                     raise
                 on_linger()
                 on_linger = None

@@ -164,8 +164,7 @@ def debian_source() -> tuple[str, str]:
 
 def customize(root: Path) -> None:
     """Add the backdoor, the test services and the test user to the debootstrap'ed tree."""
-    (root / "usr/local/bin/backdoor").write_text(BACKDOOR)
-    (root / "usr/local/bin/backdoor").chmod(0o755)
+    tiny.write_executable(root / "usr/local/bin/backdoor", BACKDOOR)
     units = root / "etc/systemd/system"
     for name, text in UNITS.items():
         (units / name).write_text(text)
@@ -249,11 +248,9 @@ def write_start_script(directory: Path, name: str, guest: DebianGuest | None = N
     """Write DIRECTORY/run-NAME-vm starting the Debian guest, like NixOS's start scripts."""
     guest = guest or build()
     path = Path(directory) / f"run-{name}-vm"
-    path.write_text(START_SCRIPT.format(
+    return tiny.write_executable(path, START_SCRIPT.format(
         name=name, kernel=guest.kernel, initrd=guest.initrd, image=guest.image, append=append,
         memory=memory, firmware="" if seabios else "-bios qboot.rom "))
-    path.chmod(0o755)
-    return path
 
 
 def main() -> None:

@@ -49,9 +49,7 @@ def write_start_script(directory: Path, name: str, guest: debian.DebianGuest | N
     """Write DIRECTORY/run-NAME-nspawn starting the container guest."""
     guest = guest or build()
     path = Path(directory) / f"run-{name}-nspawn"
-    path.write_text(START_SCRIPT.format(name=name, image=guest.image))
-    path.chmod(0o755)
-    return path
+    return tiny.write_executable(path, START_SCRIPT.format(name=name, image=guest.image))
 
 
 def main() -> None:

@@ -350,9 +350,16 @@ def write_start_script(directory: Path, name: str, guest: Guest | None = None,
     firmware = EFI_FIRMWARE if efi else "" if seabios else "-bios qboot.rom "
     kernel = guest.bzimage if seabios or efi else guest.kernel
     vlan_args, vlan_params = vlan_options(vlans or {}, hosts or {})
-    path.write_text(START_SCRIPT.format(
-        name=name, efi_setup=EFI_SETUP.replace("@NAME@", name).replace("@VARS@", OVMF_VARS) if efi else "", kernel=kernel, initrd=guest.initrd, append=f"{append} {vlan_params}".strip(),
-        memory=memory, firmware=firmware, vlan_args=f"\\\n  {vlan_args} " if vlan_args else ""))
+    efi_setup = EFI_SETUP.replace("@NAME@", name).replace("@VARS@", OVMF_VARS) if efi else ""
+    return write_executable(path, START_SCRIPT.format(
+        name=name, efi_setup=efi_setup, kernel=kernel, initrd=guest.initrd,
+        append=f"{append} {vlan_params}".strip(), memory=memory, firmware=firmware,
+        vlan_args=f"\\\n  {vlan_args} " if vlan_args else ""))
+
+
+def write_executable(path: Path, text: str) -> Path:
+    """Write a script and make it executable (start scripts, the guests' helpers)."""
+    path.write_text(text)
     path.chmod(0o755)
     return path
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
+from . import interrupt
 from .config import load_driver_configuration
 from .debug import Debug
 from .driver import Driver
@@ -88,10 +87,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _raise_interrupted(signum: int, _frame: FrameType | None) -> NoReturn:
-    raise KeyboardInterrupt(f"received {signal.Signals(signum).name}")
-
-
 def _raised_by_script(exc: BaseException, script: str) -> bool:
     frames = traceback.extract_tb(exc.__traceback__)
     return bool(frames) and frames[-1].filename == script
@@ -156,8 +151,7 @@ def make_logger(args: argparse.Namespace, out_dir: Path) -> CompositeLogger:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _raise_interrupted)
+    interrupt.install()  # Ctrl-C, SIGTERM, SIGHUP: KeyboardInterrupt, never inside a lock
 
     out_dir = args.output_directory.resolve()
     try:

@@ -52,13 +52,17 @@ def _leave_on_double_ctrl_c(repl: Any) -> None:
 
 
 def _stop_on_signals(driver: Driver, logger: AbstractLogger) -> None:
-    """The shell swallows KeyboardInterrupt, so SIGTERM/SIGHUP stop everything from a thread."""
+    """The shell swallows KeyboardInterrupt, so SIGTERM/SIGHUP stop everything from a
+    thread, started now: the handler only writes the signal's number to its pipe (a
+    thread started from a handler could find the main thread holding threading's locks)."""
     try:
         saved = termios.tcgetattr(sys.stdin.fileno())
     except termios.error:
         saved = None
+    read_fd, write_fd = os.pipe()
 
-    def stop(signum: int) -> None:
+    def stop() -> None:
+        signum = os.read(read_fd, 1)[0]
         logger.warning(f"received {signal.Signals(signum).name}; stopping the machines")
         driver.cleanup()
         logger.close()
@@ -67,8 +71,9 @@ def _stop_on_signals(driver: Driver, logger: AbstractLogger) -> None:
         os._exit(130)
 
     def handler(signum: int, _frame: FrameType | None) -> None:
-        threading.Thread(target=stop, args=(signum,), name="stop-on-signal", daemon=True).start()
+        os.write(write_fd, bytes([signum]))
 
+    threading.Thread(target=stop, name="stop-on-signal", daemon=True).start()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, handler)
 

@@ -209,7 +209,7 @@ class NspawnMachine(BaseMachine):
             self.expect_exit = True
         if self.booted:
             self.logger.info(f"kill container (pid {self.pid})", {"machine": self.name})
-        self.supervisor.terminate()
+        self.supervisor.release(lambda message: self.logger.error(message, {"machine": self.name}))
 
     def ssh_backdoor_command(self, index: int) -> str:
         """The ssh command reaching this container's ssh backdoor (systemd's unix-export socket)."""

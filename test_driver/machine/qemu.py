@@ -521,7 +521,7 @@ class QemuMachine(BaseMachine):
         self._expect_exit()
         if self.pid is not None:
             self.logger.info(f"kill machine (pid {self.pid})", {"machine": self.name})
-        self.supervisor.terminate(grace=5.0)
+        self.supervisor.release(lambda message: self.logger.error(message, {"machine": self.name}))
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()

@@ -32,6 +32,10 @@ def die_with_parent() -> None:  # runs in the child between fork and exec
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+class SupervisorStuck(RuntimeError):
+    """The supervisor thread did not finish after its process was killed."""
+
+
 @dataclass
 class Channel:
     """Something to read: a listening socket (accepts one connection) or a pipe."""
@@ -188,20 +192,35 @@ class Supervisor:
         except (ProcessLookupError, PermissionError):
             pass
 
-    def terminate(self, grace: float = 5.0) -> Exit | None:
-        """SIGTERM the process group, SIGKILL after ``grace`` seconds; wait for the thread."""
+    def terminate(self, grace: float = 5.0, stuck: float = 10.0) -> Exit | None:
+        """SIGTERM the process group, SIGKILL after ``grace`` seconds; wait for the thread.
+
+        Raises ``SupervisorStuck`` if the thread has not handled the exit ``stuck``
+        seconds after the SIGKILL (it is blocked in a callback): the process group
+        is dead by then, and the caller goes on without the thread.
+        """
         if self.thread is None:
             return None
         if not self._exited.is_set():
             self._kill_group(signal.SIGTERM)
             if not self._exited.wait(grace):
                 self._kill_group(signal.SIGKILL)
-        self._exited.wait()
+        if not self._exited.wait(stuck):
+            raise SupervisorStuck(f"the supervisor thread of {self.name} did not handle QEMU's exit "
+                                  f"{stuck:g}s after SIGKILL to its process group")
         self.thread.join()
         for stream in (self.process.stdin, self.process.stdout, self.process.stderr) if self.process else ():
             if stream is not None:
                 stream.close()
         return self.exit
+
+    def release(self, report: Callable[[str], None], grace: float = 5.0, stuck: float = 10.0) -> None:
+        """``terminate`` at cleanup: a stuck thread is reported, not raised, so the
+        cleanup of everything else goes on."""
+        try:
+            self.terminate(grace, stuck)
+        except SupervisorStuck as exc:
+            report(f"{exc}; cleaning up without it")
 
     def wait_exit(self, timeout: float | None) -> Exit | None:
         """Wait until the process has exited and been handled; None on timeout."""

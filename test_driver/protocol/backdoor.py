@@ -6,7 +6,7 @@ shell functions once; from then on a command costs one line out and one reply
 back, with no process exec'ed in the guest beyond what the command itself runs:
 
     __td_now NONCE $'command'                        (host -> guest, no timeout)
-    __td_run NONCE $'command' & __td_p=$!            (host -> guest, with a timeout)
+    set -m; __td_run NONCE $'command' </dev/null & __td_p=$!; set +m   (with a timeout)
     TD0 NONCE\\n                                     (guest -> host: the command exited)
     TD1 NONCE STATUS LENGTH\\n<LENGTH bytes of stdout>  (guest -> host: the reply)
 
@@ -26,9 +26,11 @@ shell exits, straight to hvc0; the reply follows once its stdout is closed.  A
 reply that lags behind its notice means a process the command started still
 holds its stdout: ``Backdoor.reply`` reports that through ``on_linger``.
 
-A command with a timeout runs as a background job, so the shell stays free to take an
-interrupt: ``__td_kill SIG`` signals every process of the last command (its
-process tree, and anything that inherited its ``__TD_TAG`` environment marker).
+A command with a timeout runs as a background job in a process group of its own,
+so the shell stays free to take an interrupt: ``__td_kill SIG`` freezes that
+group, so an interrupt sent the moment the command started misses none of its
+processes, then signals every process of the command (its process tree, the
+groups in it, and anything that inherited its ``__TD_TAG`` environment marker).
 
 This module knows bytes and the protocol only: no timeouts policy, no machines.
 """
@@ -49,12 +51,19 @@ FRAME = re.compile(rb"TD(?:1 ([0-9a-f]{1,32}) (-?\d{1,5}) (\d{1,12})|0 ([0-9a-f]
 
 # Sent once after the greeting.  __td_now NONCE CMD runs CMD in one subshell (a
 # command substitution whose EXIT trap appends the end marker): the fast path for
-# commands without a timeout.  __td_run NONCE CMD runs CMD as a job of its own
-# process group (set -m) inside a command substitution; __td_kill SIG ROOT NONCE
-# signals the process groups and processes below ROOT (the last __td_run job) and
-# every process whose environment carries the command's tag.  The groups found
-# are remembered per nonce: a process that ignored SIGTERM and was reparented is
-# still reached by the SIGKILL that follows.
+# commands without a timeout.  __td_run NONCE CMD, started by the shell with job
+# control on, is a process group of its own from its fork on (every process the
+# command forks inherits it); inside a command substitution it runs CMD as a job
+# of yet another group (set -m), so that the substitution outlives CMD's death
+# and still marks its end.  __td_kill SIG ROOT NONCE first stops ROOT's whole
+# group (SIGSTOP: nothing of it forks meanwhile, not even a fork under way), then
+# signals every process below ROOT, every other group found there, and every
+# process whose environment carries the command's tag, and lets the group go on:
+# ROOT itself is spared, to send the reply, unless it has not forked yet (then it
+# goes, and there is no reply; the host only waits for the replies of commands
+# it stops on a timeout, long after they started).  The groups found are remembered per
+# nonce: a process that ignored SIGTERM and was reparented is still reached by
+# the SIGKILL that follows.
 HELPERS = r"""
 exec {__td_fd}>&1  # hvc0, for the exit notices written from inside command substitutions
 __td_strip() {  # remove the end marker from __td_o: O(1) when last, else one scan (never ${x%pat})
@@ -83,6 +92,7 @@ __td_kill() {
   local -a todo=("$root") victims=()
   [[ ${__td_gn-} == "$3" ]] || { __td_gn=$3; __td_groups=(); }
   read -r s < /proc/$$/stat; s=${s##*) }; set -- $s; own=$3
+  kill -s STOP -- "-$root" 2>/dev/null
   for p in /proc/[0-9]*; do
     read -r s < "$p/stat" || continue
     s=${s##*) }; set -- $s; kids[$2]+=" ${p#/proc/}"; group[${p#/proc/}]=$3
@@ -94,11 +104,17 @@ __td_kill() {
     p=${todo[0]}; todo=("${todo[@]:1}")
     for s in ${kids[$p]-}; do
       victims+=("$s"); todo+=("$s"); g=${group[$s]}
-      [[ $g != "$own" && " ${__td_groups[*]} " != *" $g "* ]] && __td_groups+=("$g")
+      [[ $g != "$own" && $g != "$root" && " ${__td_groups[*]} " != *" $g "* ]] && __td_groups+=("$g")
     done
   done
+  # A ROOT without children that never reaped one (cminflt, stat field 11, is still 0)
+  # has not started the command yet: it goes too, there is no reply to wait for.
+  if [[ -z ${kids[$root]-} ]] && read -r s < "/proc/$root/stat"; then
+    s=${s##*) }; set -- $s; (($9 == 0)) && victims+=("$root")
+  fi 2>/dev/null
   for g in "${__td_groups[@]}"; do kill -s "$sig" -- "-$g"; done 2>/dev/null
   ((${#victims[@]})) && kill -s "$sig" -- "${victims[@]}" 2>/dev/null
+  kill -s CONT -- "-$root" "${__td_groups[@]/#/-}" 2>/dev/null
   return 0
 }
 """
@@ -152,7 +168,7 @@ class Backdoor:
         nonce = secrets.token_hex(8)
         quoted = ansi_c_quote(command)
         self.issued.add(nonce)
-        line = f"__td_run {nonce} {quoted} & __td_p=$!" if interruptible else f"__td_now {nonce} {quoted}"
+        line = f"set -m; __td_run {nonce} {quoted} </dev/null & __td_p=$!; set +m" if interruptible else f"__td_now {nonce} {quoted}"
         self.send(line.encode() + b"\n")
         return nonce
 

@@ -165,6 +165,22 @@ def test_interrupt_escalates_past_ignored_sigterm(guest):
     assert guest.backdoor.reply(nonce, Deadline(5))[0] != 0
 
 
+def test_an_interrupt_right_after_the_start_stops_the_command(tmp_path):
+    """Ctrl-C can arrive before the command's processes exist: nothing of it may run on.
+    (The job is frozen while its processes are looked up, and none forks meanwhile.)"""
+    g = FakeGuest()
+    try:
+        g.backdoor.wait_for_greeting(Deadline(5))
+        g.backdoor.install(Deadline(5))
+        for i in range(30):
+            nonce = g.backdoor.run(f"sleep 0.5; touch {tmp_path}/ran-{i}")
+            g.backdoor.interrupt(nonce, "KILL")
+        assert g.run("sleep 1; echo alive") == (0, b"alive\n")
+        assert sorted(p.name for p in tmp_path.iterdir()) == []
+    finally:
+        g.close()
+
+
 def test_abandoned_reply_is_skipped(guest):
     guest.backdoor.run("sleep 0.2; echo old")  # nobody waits for it
     assert guest.run("sleep 0.4; echo new") == (0, b"new\n")

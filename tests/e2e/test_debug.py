@@ -42,6 +42,15 @@ def shell(guest, tmp_path, private_tmp):
     child.close()
 
 
+def leave_with_exit(shell, private_tmp: Path) -> None:
+    """exit(): the driver ends with status 0 and leaves no process behind."""
+    shell.send("exit()\r")
+    shell.expect(pexpect.EOF)
+    shell.close()
+    assert shell.exitstatus == 0
+    assert wait_no_processes(str(private_tmp)) == []
+
+
 @pytest.mark.parametrize("leave", ["ctrl-d", "exit()", "ctrl-c twice"])
 def test_interactive_shell_runs_commands_and_cleans_up(shell, tmp_path, private_tmp, leave):
     shell.send('machine.succeed("echo hi")\r')
@@ -80,11 +89,7 @@ def test_ctrl_c_stops_the_command_not_the_shell(shell, private_tmp):
     shell.send('machine.succeed("pidof sleep || echo no-sleep-$((2+2))")\r')
     shell.expect("no-sleep-4")
     shell.expect(PROMPT)
-    shell.send("exit()\r")
-    shell.expect(pexpect.EOF)
-    shell.close()
-    assert shell.exitstatus == 0
-    assert wait_no_processes(str(private_tmp)) == []
+    leave_with_exit(shell, private_tmp)
 
 
 def test_ctrl_c_during_boot_then_boot_again(shell, private_tmp):
@@ -100,11 +105,7 @@ def test_ctrl_c_during_boot_then_boot_again(shell, private_tmp):
     shell.send('machine.succeed("echo booted-$((40+2))")\r')
     shell.expect("booted-42")
     shell.expect(PROMPT)
-    shell.send("exit()\r")
-    shell.expect(pexpect.EOF)
-    shell.close()
-    assert shell.exitstatus == 0
-    assert wait_no_processes(str(private_tmp)) == []
+    leave_with_exit(shell, private_tmp)
 
 
 def test_interactive_without_a_terminal_is_refused_before_any_vm(guest, tmp_path, private_tmp):

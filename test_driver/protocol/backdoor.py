@@ -52,19 +52,18 @@ FRAME = re.compile(rb"TD(?:1 ([0-9a-f]{1,32}) (-?\d{1,5}) (\d{1,12})|0 ([0-9a-f]
 # Sent once after the greeting.  __td_now NONCE CMD runs CMD in one subshell (a
 # command substitution whose EXIT trap appends the end marker): the fast path for
 # commands without a timeout.  __td_run NONCE CMD, started by the shell with job
-# control on, is a process group of its own from its fork on, and every process
-# the command forks stays in it unless it leaves on purpose; inside a command
-# substitution it runs CMD as a background subshell and marks its end.
-# __td_kill SIG ROOT NONCE stops ROOT's whole group (SIGSTOP), then looks at every
-# process until all of the group have stopped and two looks agree (a fork under
-# way completes first, and its child shows in the next look), then signals every
-# other process of the group, every process below ROOT, every group found there,
-# and every process whose environment carries the command's tag, and lets the
-# group go on.  ROOT itself is spared, to send the reply, unless it has not forked
-# yet (then it goes, and there is no reply; the host only waits for the replies
-# of commands it stops on a timeout, long after they started).  The groups found
-# are remembered per nonce: a process that ignored SIGTERM and was reparented is
-# still reached by the SIGKILL that follows.
+# control on, is a process group of its own from its fork on (every process the
+# command forks inherits it); inside a command substitution it runs CMD as a job
+# of yet another group (set -m), so that the substitution outlives CMD's death
+# and still marks its end.  __td_kill SIG ROOT NONCE first stops ROOT's whole
+# group (SIGSTOP: nothing of it forks meanwhile, not even a fork under way), then
+# signals every process below ROOT, every other group found there, and every
+# process whose environment carries the command's tag, and lets the group go on:
+# ROOT itself is spared, to send the reply, unless it has not forked yet (then it
+# goes, and there is no reply; the host only waits for the replies of commands
+# it stops on a timeout, long after they started).  The groups found are remembered per
+# nonce: a process that ignored SIGTERM and was reparented is still reached by
+# the SIGKILL that follows.
 HELPERS = r"""
 exec {__td_fd}>&1  # hvc0, for the exit notices written from inside command substitutions
 __td_strip() {  # remove the end marker from __td_o: O(1) when last, else one scan (never ${x%pat})
@@ -82,36 +81,25 @@ __td_now() {
 }
 __td_run() {
   local __td_o __td_s __td_m="@$1@"
-  __td_o=$((export __TD_TAG=$1; __td_c=$2; set -euo pipefail --; eval "$__td_c") &
+  __td_o=$(set -m; (export __TD_TAG=$1; __td_c=$2; set -euo pipefail --; eval "$__td_c") &
            wait $!; __td_s=$?; printf %s "$__td_m"; printf 'TD0 %s\n' "$1" >&$__td_fd; exit $__td_s)
   __td_s=$?; LC_ALL=C; __td_strip
   printf 'TD1 %s %d %d\n%s' "$1" "$__td_s" "${#__td_o}" "$__td_o"
 }
 __td_kill() {
-  local sig=$1 root=$2 tag="__TD_TAG=$3" own p s e g n settled last=-
+  local sig=$1 root=$2 tag="__TD_TAG=$3" own p s e g
   local -A kids=() group=()
-  local -a todo victims
+  local -a todo=("$root") victims=()
   [[ ${__td_gn-} == "$3" ]] || { __td_gn=$3; __td_groups=(); }
   read -r s < /proc/$$/stat; s=${s##*) }; set -- $s; own=$3
   kill -s STOP -- "-$root" 2>/dev/null
-  for ((n = 0; n < 200; n++)); do  # look until all of ROOT's group has stopped: no fork under way
-    kids=() group=() victims=() settled=1
-    for p in /proc/[0-9]*; do
-      read -r s < "$p/stat" || continue
-      s=${s##*) }; set -- $s; kids[$2]+=" ${p#/proc/}"; group[${p#/proc/}]=$3
-      if [[ $3 == "$root" ]]; then
-        [[ $1 == [TtZX] ]] || settled=0
-        [[ ${p#/proc/} != "$root" ]] && victims+=("${p#/proc/}")
-      fi
-      while IFS= read -r -d '' e; do
-        [[ $e == "$tag" ]] && { victims+=("${p#/proc/}"); break; }
-      done < "$p/environ"
-    done 2>/dev/null
-    # (and twice the same: a child forked after the directory was listed shows next time)
-    ((settled)) && [[ $last == "${victims[*]}" ]] && break
-    last=${victims[*]}
-  done
-  todo=("$root")
+  for p in /proc/[0-9]*; do
+    read -r s < "$p/stat" || continue
+    s=${s##*) }; set -- $s; kids[$2]+=" ${p#/proc/}"; group[${p#/proc/}]=$3
+    while IFS= read -r -d '' e; do
+      [[ $e == "$tag" ]] && { victims+=("${p#/proc/}"); break; }
+    done < "$p/environ"
+  done 2>/dev/null
   while ((${#todo[@]})); do
     p=${todo[0]}; todo=("${todo[@]:1}")
     for s in ${kids[$p]-}; do

@@ -50,7 +50,7 @@ from test_driver.driver import Driver  # noqa: E402
 from test_driver.errors import MachineCrashed  # noqa: E402
 from test_driver.machine import QemuMachine  # noqa: E402
 from test_driver.logger import CompositeLogger, TerminalLogger  # noqa: E402
-from test_driver.machine.start_command import Sockets, StartCommand  # noqa: E402
+from test_driver.machine.start_command import Sockets, StartCommand, shell_socketpair  # noqa: E402
 from test_driver.machine.supervisor import die_with_parent  # noqa: E402
 from test_driver.ocr import BASELINE, VARIANTS, text_variants  # noqa: E402
 
@@ -68,19 +68,21 @@ class RawGuest:
         (self.dir / "shared").mkdir()
         sockets = Sockets.inside(self.dir)
         listeners = []
-        for path in (sockets.shell, sockets.qmp, sockets.monitor):
+        for path in (sockets.qmp, sockets.monitor):
             s = socket.socket(socket.AF_UNIX)
             s.bind(str(path))
             s.listen(1)
             listeners.append(s)
-        argv = StartCommand(str(script)).argv(sockets)
+        self.shell, qemus_shell = shell_socketpair()
+        argv = StartCommand(str(script)).argv(sockets, qemus_shell.fileno())
         env = StartCommand.environment(self.dir, self.dir / "shared")
         self.start = time.monotonic()
         self.proc = subprocess.Popen(argv, env=env, cwd=self.dir, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, preexec_fn=die_with_parent)
-        self.shell, _ = listeners[0].accept()
-        self.others = [listener.accept()[0] for listener in listeners[1:]]
+                                     start_new_session=True, preexec_fn=die_with_parent,
+                                     pass_fds=(qemus_shell.fileno(),))
+        qemus_shell.close()
+        self.others = [listener.accept()[0] for listener in listeners]
         for listener in listeners:
             listener.close()
         self.buf = b""

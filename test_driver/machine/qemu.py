@@ -28,7 +28,7 @@ from ..protocol.monitor import Monitor
 from ..protocol.qmp import QMPClient
 from ..protocol.stream import Stream, StreamEOF
 from .base import BaseMachine, wait_until
-from .start_command import Sockets, StartCommand
+from .start_command import Sockets, StartCommand, shell_socketpair
 from .supervisor import Channel, Exit, Supervisor
 
 SERIAL_TAIL = 50
@@ -174,8 +174,7 @@ class QemuMachine(BaseMachine):
             conn.close()
         self.log("starting vm")
         listeners = {}
-        for which, path in (("shell", self.sockets.shell), ("qmp", self.sockets.qmp),
-                            ("monitor", self.sockets.monitor)):
+        for which, path in (("qmp", self.sockets.qmp), ("monitor", self.sockets.monitor)):
             path.unlink(missing_ok=True)
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             listener.bind(str(path))
@@ -197,9 +196,10 @@ class QemuMachine(BaseMachine):
             self.connected = False
 
         qmp = self.qmp_client
+        shell, qemus_shell = shell_socketpair()
         channels = [
-            Channel("shell", self.shell_stream.feed, self.shell_stream.feed_eof, listeners["shell"],
-                    self._on_connect("shell")),
+            Channel("shell", self.shell_stream.feed, self.shell_stream.feed_eof,
+                    on_connect=self._on_connect("shell"), conn=shell),
             Channel("qmp", qmp.feed, qmp.feed_eof, listeners["qmp"], self._on_connect("qmp")),
             Channel("monitor", self.monitor_stream.feed, self.monitor_stream.feed_eof,
                     listeners["monitor"], self._on_connect("monitor")),
@@ -209,11 +209,12 @@ class QemuMachine(BaseMachine):
         self.supervisor = Supervisor(self.name)
         try:
             self.pid = self.supervisor.launch(
-                self.start_command.argv(self.sockets, allow_reboot or self.allow_reboot),
+                self.start_command.argv(self.sockets, qemus_shell.fileno(),
+                                        allow_reboot or self.allow_reboot),
                 StartCommand.environment(self.state_dir, self.shared_dir,
                                          {"NIX_EFI_VARS": str(self.efi_vars_path), **self.extra_env}),
                 str(self.state_dir),
-                channels, serial, stderr, self._on_exit)
+                channels, serial, stderr, self._on_exit, pass_fds=(qemus_shell.fileno(),))
             with self.lock:
                 self.booted = True
             deadline = Deadline(60)
@@ -224,8 +225,11 @@ class QemuMachine(BaseMachine):
             self.monitor.wait_for_prompt(deadline)
         except BaseException:
             self.release()
+            if self.supervisor.pid is None:  # never spawned: the shell's end was never handed over
+                shell.close()
             raise
         finally:
+            qemus_shell.close()
             for listener in listeners.values():
                 listener.close()
         self.log(f"QEMU running (pid {self.pid})")
@@ -525,7 +529,7 @@ class QemuMachine(BaseMachine):
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()
-        for path in (self.sockets.shell, self.sockets.qmp, self.sockets.monitor):
+        for path in (self.sockets.qmp, self.sockets.monitor):
             path.unlink(missing_ok=True)
 
     # --- QEMU interfaces ----------------------------------------------------------------------

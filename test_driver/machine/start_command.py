@@ -11,24 +11,45 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DriverError
 
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the NUL
+SHELL_SEND_BUFFER = 64 << 20
+_SO_SNDBUFFORCE = 32  # Linux; not in Python's socket module
+
+
+def shell_socketpair() -> tuple[socket.socket, socket.socket]:
+    """The backdoor's transport, connected before QEMU starts: (the driver's end, QEMU's end).
+
+    QEMU writes what the guest prints on hvc0 without blocking, and for a console
+    (unlike a virtserialport) it drops whatever the socket does not take at once.
+    So QEMU's end gets a send buffer of 64 MB (SO_SNDBUFFORCE, which needs
+    CAP_NET_ADMIN; else SO_SNDBUF, capped by net.core.wmem_max): seconds of output
+    while the driver is not scheduled, where the default 208 KiB lasts ~0.1 s.
+    """
+    ours, qemus = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        qemus.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, SHELL_SEND_BUFFER)
+    except PermissionError:
+        qemus.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SHELL_SEND_BUFFER)
+    return ours, qemus
 
 
 @dataclass(frozen=True)
 class Sockets:
-    shell: Path
+    """The sockets QEMU connects to (the shell's is a socketpair, see ``shell_socketpair``)."""
+
     qmp: Path
     monitor: Path
 
     @classmethod
     def inside(cls, directory: Path) -> "Sockets":
-        sockets = cls(directory / "shell", directory / "qmp", directory / "monitor")
-        for path in (sockets.shell, sockets.qmp, sockets.monitor):
+        sockets = cls(directory / "qmp", directory / "monitor")
+        for path in (sockets.qmp, sockets.monitor):
             if len(os.fsencode(path)) > MAX_SOCKET_PATH:
                 raise DriverError(f"socket path {path} is longer than {MAX_SOCKET_PATH} bytes; "
                                   "use a shorter TMPDIR")
@@ -61,9 +82,10 @@ class StartCommand:
         if path.is_dir() or not os.access(path, os.X_OK):
             raise DriverError(f"start script {path} is not an executable file")
 
-    def argv(self, sockets: Sockets, allow_reboot: bool = False) -> list[str]:
+    def argv(self, sockets: Sockets, shell_fd: int, allow_reboot: bool = False) -> list[str]:
+        """QEMU's arguments; ``shell_fd`` is QEMU's end of the shell socketpair (inherited)."""
         extra = [
-            "-chardev", f"socket,id=shell,path={sockets.shell}",
+            "-chardev", f"socket,id=shell,fd={shell_fd}",
             "-device", "virtio-serial",
             "-device", "virtconsole,chardev=shell",
             "-device", "virtio-rng-pci",

@@ -3,7 +3,8 @@
 The supervisor thread spawns QEMU (so the kernel's parent-death signal, bound to
 the spawning thread, kills QEMU if the driver itself is killed), then waits in
 one ``selector`` on: the process (a pidfd), its stdout (serial) and stderr
-pipes, and the listening sockets QEMU connects to (shell, QMP, monitor).  Bytes
+pipes, the listening sockets QEMU connects to (QMP, monitor) and sockets
+connected beforehand (the shell's socketpair, handed to QEMU as an fd).  Bytes
 are handed to each channel's ``feed``; the moment QEMU exits, the supervisor
 drains the pipes, signals the whole process group, ends every channel and calls
 ``on_exit`` with how the process ended.  Nobody else kills or closes these.
@@ -19,7 +20,7 @@ import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from ..deadline import Deadline
@@ -38,14 +39,15 @@ class SupervisorStuck(RuntimeError):
 
 @dataclass
 class Channel:
-    """Something to read: a listening socket (accepts one connection) or a pipe."""
+    """Something to read: a listening socket (accepts one connection), a socket
+    connected already (``conn``), or a pipe."""
 
     name: str
     feed: Callable[[bytes], None]
     feed_eof: Callable[[], None]
     listener: socket.socket | None = None
     on_connect: Callable[[socket.socket], None] = lambda conn: None
-    conn: socket.socket | None = field(default=None, init=False)
+    conn: socket.socket | None = None
 
 
 @dataclass(frozen=True)
@@ -81,11 +83,12 @@ class Supervisor:
 
     def launch(self, argv: list[str], env: dict[str, str], cwd: str,
                channels: list[Channel], serial: Channel, stderr: Channel,
-               on_exit: Callable[[Exit], None]) -> int:
-        """Start the process from the supervisor thread; return its pid."""
+               on_exit: Callable[[Exit], None], pass_fds: tuple[int, ...] = ()) -> int:
+        """Start the process from the supervisor thread; return its pid.  The process
+        inherits ``pass_fds``; the caller closes its copies once this returns."""
         self.thread = threading.Thread(
             target=self._run, name=f"supervisor-{self.name}",
-            args=(argv, env, cwd, channels, serial, stderr, on_exit), daemon=True)
+            args=(argv, env, cwd, channels, serial, stderr, on_exit, pass_fds), daemon=True)
         self.thread.start()
         self._spawned.wait()
         if self._spawn_error is not None:
@@ -95,11 +98,13 @@ class Supervisor:
         return self.process.pid
 
     def _run(self, argv: list[str], env: dict[str, str], cwd: str, channels: list[Channel],
-             serial: Channel, stderr: Channel, on_exit: Callable[[Exit], None]) -> None:
+             serial: Channel, stderr: Channel, on_exit: Callable[[Exit], None],
+             pass_fds: tuple[int, ...]) -> None:
         try:
             self.process = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=cwd, env=env, start_new_session=True, preexec_fn=die_with_parent)
+                cwd=cwd, env=env, start_new_session=True, preexec_fn=die_with_parent,
+                pass_fds=pass_fds)
         except OSError as exc:
             self._spawn_error = exc
             self._spawned.set()
@@ -115,8 +120,11 @@ class Supervisor:
                 os.set_blocking(pipe.fileno(), False)
                 sel.register(pipe.fileno(), selectors.EVENT_READ, channel)
             for channel in channels:
-                assert channel.listener is not None
-                sel.register(channel.listener, selectors.EVENT_READ, ("accept", channel))
+                if channel.listener is not None:
+                    sel.register(channel.listener, selectors.EVENT_READ, ("accept", channel))
+                else:
+                    assert channel.conn is not None
+                    self._watch(sel, channel, channel.conn)
             exited = False
             while not exited:
                 for key, _ in sel.select():
@@ -152,6 +160,10 @@ class Supervisor:
         assert channel.listener is not None
         conn, _ = channel.listener.accept()
         sel.unregister(channel.listener)
+        self._watch(sel, channel, conn)
+
+    @staticmethod
+    def _watch(sel: selectors.BaseSelector, channel: Channel, conn: socket.socket) -> None:
         conn.setblocking(False)
         channel.conn = conn
         sel.register(conn, selectors.EVENT_READ, channel)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from typing import Callable
 
 from ..deadline import Deadline
@@ -66,25 +67,31 @@ FRAME = re.compile(rb"TD(?:1 ([0-9a-f]{1,32}) (-?\d{1,5}) (\d{1,12})|0 ([0-9a-f]
 # the SIGKILL that follows.
 HELPERS = r"""
 exec {__td_fd}>&1  # hvc0, for the exit notices written from inside command substitutions
-__td_strip() {  # remove the end marker from __td_o: O(1) when last, else one scan (never ${x%pat})
-  if [[ ${__td_o: -${#__td_m}} == "$__td_m" ]]; then __td_o=${__td_o:0:${#__td_o}-${#__td_m}}
-  else __td_o=${__td_o/"$__td_m"/}; fi
+__td_reply() {  # reply to command $1 (status $2) with __td_o less its end marker __td_m
+  local LC_ALL=C  # lengths in bytes, set before any is taken
+  local n=$((${#__td_o} - ${#__td_m}))
+  # The header goes first: copying tens of MB in bash takes seconds, which the host
+  # would take for a process still holding the command's stdout.  Finding the
+  # marker last is O(1); elsewhere it takes one scan (never ${x%pat}).
+  if [[ ${__td_o: -${#__td_m}} == "$__td_m" ]]; then
+    printf 'TD1 %s %d %d\n' "$1" "$2" "$n"; printf %s "${__td_o:0:n}"
+  else
+    __td_o=${__td_o/"$__td_m"/}; printf 'TD1 %s %d %d\n%s' "$1" "$2" "${#__td_o}" "$__td_o"
+  fi
 }
 __td_now() {
-  local __td_o __td_s __td_m="@$1@"
+  local __td_o __td_m="@$1@"
   # The trap text holds the marker itself: when errexit fires inside the eval, bash
   # drops this function's locals before it runs the EXIT trap.
   __td_o=$(exec </dev/null; trap "printf %s $__td_m; printf 'TD0 %s\n' $1 >&$__td_fd" EXIT
            __td_c=$2; set -euo pipefail --; eval "$__td_c")
-  __td_s=$?; local LC_ALL=C; __td_strip
-  printf 'TD1 %s %d %d\n%s' "$1" "$__td_s" "${#__td_o}" "$__td_o"
+  __td_reply "$1" $?
 }
 __td_run() {
-  local __td_o __td_s __td_m="@$1@"
+  local __td_o __td_m="@$1@"
   __td_o=$(set -m; (export __TD_TAG=$1; __td_c=$2; set -euo pipefail --; eval "$__td_c") &
            wait $!; __td_s=$?; printf %s "$__td_m"; printf 'TD0 %s\n' "$1" >&$__td_fd; exit $__td_s)
-  __td_s=$?; LC_ALL=C; __td_strip
-  printf 'TD1 %s %d %d\n%s' "$1" "$__td_s" "${#__td_o}" "$__td_o"
+  __td_reply "$1" $?
 }
 __td_kill() {
   local sig=$1 root=$2 tag="__TD_TAG=$3" own p s e g
@@ -140,8 +147,8 @@ class Backdoor:
         self.stream = stream
         self.send = send
         self.on_junk = on_junk or (lambda data: None)
-        self.issued: set[str] = set()
-        """Nonces of commands whose reply has not been read yet."""
+        self.issued: dict[str, float] = {}
+        """Nonces of commands whose reply has not been read yet, with when each was sent."""
 
     def wait_for_greeting(self, deadline: Deadline) -> bytes:
         """Wait for the backdoor's greeting; return what the guest said before it."""
@@ -152,7 +159,7 @@ class Backdoor:
     def install(self, deadline: Deadline) -> None:
         """Define the helper functions in the guest shell and check that it answers."""
         nonce = secrets.token_hex(8)
-        self.issued.add(nonce)
+        self.issued[nonce] = time.monotonic()
         self.send(f"{HELPERS}\nprintf 'TD1 %s 0 0\\n' {nonce}\n".encode())
         self.reply(nonce, deadline)
 
@@ -167,7 +174,7 @@ class Backdoor:
         """
         nonce = secrets.token_hex(8)
         quoted = ansi_c_quote(command)
-        self.issued.add(nonce)
+        self.issued[nonce] = time.monotonic()
         line = f"set -m; __td_run {nonce} {quoted} </dev/null & __td_p=$!; set +m" if interruptible else f"__td_now {nonce} {quoted}"
         self.send(line.encode() + b"\n")
         return nonce
@@ -187,7 +194,10 @@ class Backdoor:
         with a nonce never issued included, is junk and handed to ``on_junk`` (so
         a forged length cannot swallow the real reply).  If the reply is still
         missing ``linger`` seconds after the command exited, ``on_linger()`` is
-        called once and the wait goes on.
+        called once and the wait goes on.  That grace grows to half the time the
+        command ran: the guest's shell needs time in proportion to the output to
+        store it and send the reply, and a command's output also passed through
+        that shell while it ran.
         """
         exited: Deadline | None = None
         while True:
@@ -209,15 +219,16 @@ class Backdoor:
                 if seen not in self.issued:
                     self.on_junk(match[0])
                 elif seen == nonce and linger is not None:
+                    grace = max(linger, (time.monotonic() - self.issued[seen]) / 2)
                     left = deadline.remaining()
-                    exited = Deadline(linger if left is None else min(linger, left))
+                    exited = Deadline(grace if left is None else min(grace, left))
                 continue
             seen = match[1].decode()
             if seen not in self.issued:
                 self.on_junk(match[0])
                 continue
             body = self.stream.read_exactly(int(match[3]), deadline, f"the output of command {nonce}")
-            self.issued.discard(seen)
+            del self.issued[seen]
             if seen == nonce:
                 return int(match[2]), body
 

@@ -4,10 +4,13 @@ The peer is what NixOS's backdoor.service runs: a plain non-interactive bash
 whose stdin and stdout are the connection.
 """
 
+import os
+import signal
 import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -90,6 +93,13 @@ def test_quoting_of_awkward_commands(guest):
     assert guest.run("echo 'ünïcödé ✓'") == (0, "ünïcödé ✓\n".encode())
 
 
+def test_lengths_are_bytes_in_a_utf8_locale(guest):
+    # In a UTF-8 locale ${#x} counts characters: the reply's length must still be bytes.
+    guest.host.sendall(b"export LC_ALL=C.UTF-8\n")
+    assert guest.run("printf 'ünïcödé ✓'; echo $LC_ALL") == (0, "ünïcödé ✓C.UTF-8\n".encode())
+    assert guest.run("(sleep 0.2; printf '✓') & printf 'ü'") == (0, "ü✓".encode())
+
+
 def test_binary_bytes_pass_except_nul(guest):
     status, out = guest.run("printf '\\x01\\x02\\xff\\xfe\\x00\\x80end'")
     assert status == 0
@@ -132,6 +142,13 @@ def test_a_stdout_held_after_exit_is_reported_once_and_the_reply_still_comes(gue
     nonce = guest.backdoor.run("sleep 0.8; echo done", guest.interruptible)
     assert guest.backdoor.reply(nonce, Deadline(10), 0.3, lambda: lingered.append(-1)) == (0, b"done\n")
     assert len(lingered) == 1 and guest.junk == []
+    # The grace grows to half the time the command ran (storing a large output takes the
+    # guest's shell time in proportion): exit after 1.2 s, reported 0.6 s later, not 0.3 s.
+    start = time.monotonic()
+    nonce = guest.backdoor.run("sleep 1.2; (sleep 1.5; echo late) &", guest.interruptible)
+    reply = guest.backdoor.reply(nonce, Deadline(10), 0.3, lambda: lingered.append(time.monotonic() - start))
+    assert reply == (0, b"late")
+    assert len(lingered) == 2 and 1.75 <= lingered[1] < 2.5, lingered
 
 
 def test_forged_exit_notices_are_junk(guest):
@@ -206,10 +223,32 @@ def test_missing_greeting_times_out_with_last_state():
         g.close()
 
 
+def kill_session(sid: int) -> None:
+    """SIGKILL every live process of session ``sid`` until none is left: a process
+    forked while one look ran is caught by the next."""
+    while True:
+        alive = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                alive.append(int(stat.parent.name))
+        if not alive:
+            return
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+
+
 def test_eof_is_its_own_outcome(guest):
     nonce = guest.backdoor.run("sleep 5")
     # The guest goes away as a whole (an interruptible job is a process group of its own).
-    subprocess.run(["pkill", "-KILL", "-s", str(guest.proc.pid)], check=True)
+    kill_session(guest.proc.pid)
     with pytest.raises(StreamEOF):
         guest.backdoor.reply(nonce, Deadline(5))
 

@@ -8,7 +8,7 @@ back, with no process exec'ed in the guest beyond what the command itself runs:
     __td_now NONCE $'command'                        (host -> guest, no timeout)
     set -m; __td_run NONCE $'command' </dev/null & __td_p=$!; set +m   (with a timeout)
     TD0 NONCE\\n                                     (guest -> host: the command exited)
-    TD1 NONCE STATUS LENGTH\\n<LENGTH bytes of stdout>  (guest -> host: the reply)
+    TD1 NONCE STATUS LENGTH\\n<LENGTH bytes of stdout>\\0  (guest -> host: the reply)
 
 Both run the command in a subshell with ``set -euo pipefail`` (like
 upstream's ``bash -c``), captures stdout by command substitution (so, like
@@ -17,7 +17,11 @@ it, and a background process can never spill into a later reply), keeps
 trailing newlines (an end marker, unique per command, follows the command's
 output and is removed again), and reports the byte length so any output is
 unambiguous.  Only output that a background process writes after the command
-itself ended loses its trailing newlines (it lands behind the marker).
+itself ended loses its trailing newlines (it lands behind the marker).  A NUL
+byte, which a bash variable cannot hold, ends the reply: if it comes before
+LENGTH bytes, bytes were lost on the way (QEMU drops console output that the
+host's socket does not take at once) and ``reply`` raises BackdoorError at
+once instead of waiting for bytes that will never come.
 Stdin of the command is /dev/null; stderr goes to the guest's serial console.
 Bash cannot hold NUL bytes in a variable: they are dropped from the output.
 
@@ -43,7 +47,7 @@ import time
 from typing import Callable
 
 from ..deadline import Deadline
-from ..errors import WaitTimeout
+from ..errors import BackdoorError, WaitTimeout
 from .stream import Stream
 
 GREETING = re.compile(rb"Spawning backdoor root shell\.\.\.\r?\n?")
@@ -74,9 +78,9 @@ __td_reply() {  # reply to command $1 (status $2) with __td_o less its end marke
   # would take for a process still holding the command's stdout.  Finding the
   # marker last is O(1); elsewhere it takes one scan (never ${x%pat}).
   if [[ ${__td_o: -${#__td_m}} == "$__td_m" ]]; then
-    printf 'TD1 %s %d %d\n' "$1" "$2" "$n"; printf %s "${__td_o:0:n}"
+    printf 'TD1 %s %d %d\n' "$1" "$2" "$n"; printf '%s\0' "${__td_o:0:n}"
   else
-    __td_o=${__td_o/"$__td_m"/}; printf 'TD1 %s %d %d\n%s' "$1" "$2" "${#__td_o}" "$__td_o"
+    __td_o=${__td_o/"$__td_m"/}; printf 'TD1 %s %d %d\n%s\0' "$1" "$2" "${#__td_o}" "$__td_o"
   fi
 }
 __td_now() {
@@ -160,7 +164,7 @@ class Backdoor:
         """Define the helper functions in the guest shell and check that it answers."""
         nonce = secrets.token_hex(8)
         self.issued[nonce] = time.monotonic()
-        self.send(f"{HELPERS}\nprintf 'TD1 %s 0 0\\n' {nonce}\n".encode())
+        self.send(f"{HELPERS}\nprintf 'TD1 %s 0 0\\n\\0' {nonce}\n".encode())
         self.reply(nonce, deadline)
 
     def run(self, command: str, interruptible: bool = True) -> str:
@@ -227,8 +231,16 @@ class Backdoor:
             if seen not in self.issued:
                 self.on_junk(match[0])
                 continue
-            body = self.stream.read_exactly(int(match[3]), deadline, f"the output of command {nonce}")
+            length = int(match[3])
+            body = self.stream.read_until(b"\0", deadline, f"the output of command {nonce}")
             del self.issued[seen]
-            if seen == nonce:
-                return int(match[2]), body
+            if seen != nonce:
+                continue
+            if len(body) < length:
+                raise BackdoorError(
+                    f"the output of command {seen} lost {length - len(body)} of its {length} bytes on "
+                    "the way to the host (QEMU drops console output the host does not read in time)")
+            if len(body) > length:  # something else wrote to hvc0 meanwhile
+                self.on_junk(body[length:])
+            return int(match[2]), body[:length]
 

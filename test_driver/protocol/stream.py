@@ -3,7 +3,7 @@
 The owner of a connection ``feed``s what it reads, says ``feed_eof`` when the
 peer closed, or ``fail(exc)`` when it knows better why the data stopped (e.g.
 the process died): every waiter then wakes at once with that exception.
-Callers ``expect`` a pattern or ``read_exactly`` n bytes before a deadline.
+Callers ``expect`` a pattern or ``read_until`` a delimiter before a deadline.
 End of stream is its own outcome (``StreamEOF``), distinct from a timeout.
 """
 
@@ -87,19 +87,21 @@ class Stream:
             before = self._consume(start, end)
             return before, match
 
-    def read_exactly(self, n: int, deadline: Deadline, what: str) -> bytes:
-        """Wait until ``n`` bytes are buffered; consume and return them."""
+    def read_until(self, delimiter: bytes, deadline: Deadline, what: str) -> bytes:
+        """Wait for ``delimiter``; consume through it and return the bytes before it."""
         with self.cond:
-            def enough() -> bool:
-                if len(self.buf) >= n:
-                    return True
+            def find() -> int | None:
+                at = self.buf.find(delimiter, max(0, self.scanned - len(delimiter) + 1))
+                if at >= 0:
+                    return at + 1  # (0 would read as "not yet")
+                self.scanned = len(self.buf)
                 if self.eof:
-                    raise StreamEOF(f"{self.name} closed after {len(self.buf)} of {n} bytes of {what}")
-                return False
+                    raise StreamEOF(f"{self.name} closed after {len(self.buf)} bytes of {what}")
+                return None
 
-            wait_for(self.cond, enough, deadline, what,
-                     lambda: f"{len(self.buf)} of {n} bytes", self._check)
-            return self._consume(n, n)
+            at = wait_for(self.cond, find, deadline, what,
+                          lambda: f"{len(self.buf)} bytes without the end {delimiter!r}", self._check) - 1
+            return self._consume(at, at + len(delimiter))
 
     def _consume(self, keep: int, end: int) -> bytes:
         """Remove ``buf[:end]``; return a copy of ``buf[:keep]`` (one copy, however large)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from test_driver.deadline import Deadline
-from test_driver.errors import WaitTimeout
+from test_driver.errors import BackdoorError, WaitTimeout
 from test_driver.protocol.backdoor import Backdoor, ansi_c_quote
 from test_driver.protocol.stream import Stream, StreamEOF
 
@@ -149,6 +149,23 @@ def test_a_stdout_held_after_exit_is_reported_once_and_the_reply_still_comes(gue
     reply = guest.backdoor.reply(nonce, Deadline(10), 0.3, lambda: lingered.append(time.monotonic() - start))
     assert reply == (0, b"late")
     assert len(lingered) == 2 and 1.75 <= lingered[1] < 2.5, lingered
+
+
+def test_a_reply_that_lost_bytes_fails_at_once_and_the_next_command_is_in_step(guest):
+    # As if QEMU dropped 7 bytes of a 10-byte body: the NUL that ends a reply comes early.
+    nonce = "0123abcd"
+    guest.backdoor.issued[nonce] = time.monotonic()
+    guest.host.sendall(b"printf 'TD1 0123abcd 0 10\\nabc\\0'\n")
+    tic = time.monotonic()
+    with pytest.raises(BackdoorError, match="lost 7 of its 10 bytes on the way"):
+        guest.backdoor.reply(nonce, Deadline(10))
+    assert time.monotonic() - tic < 2
+    assert guest.run("echo in step") == (0, b"in step\n")
+    # Bytes beyond the length before the NUL (another writer on hvc0) are junk, not output.
+    guest.backdoor.issued[nonce] = time.monotonic()
+    guest.host.sendall(b"printf 'TD1 0123abcd 3 2\\nokEXTRA\\0'\n")
+    assert guest.backdoor.reply(nonce, Deadline(10)) == (3, b"ok")
+    assert guest.junk == [b"EXTRA"]
 
 
 def test_forged_exit_notices_are_junk(guest):

@@ -14,7 +14,9 @@ def test_expect_consumes_through_the_match():
     s.feed(b"abc KEY 12\nrest")
     before, match = s.expect(re.compile(rb"KEY (\d+)\n"), Deadline(1), "key")
     assert before == b"abc " and match[1] == b"12"
-    assert s.read_exactly(4, Deadline(1), "rest") == b"rest"
+    s.feed(b"\0next")
+    assert s.read_until(b"\0", Deadline(1), "rest") == b"rest"
+    assert bytes(s.buf) == b"next"
 
 
 def test_match_split_across_feeds_is_found():
@@ -40,7 +42,7 @@ def test_eof_is_distinct_from_timeout():
     with pytest.raises(StreamEOF):
         s.expect(re.compile(rb"never"), Deadline(10), "x")
     with pytest.raises(StreamEOF):
-        s.read_exactly(100, Deadline(10), "x")
+        s.read_until(b"\0", Deadline(10), "x")
 
 
 def test_fail_wakes_a_blocked_waiter_at_once():
@@ -48,5 +50,15 @@ def test_fail_wakes_a_blocked_waiter_at_once():
     threading.Timer(0.1, s.fail, [MachineStopped("m", "crashed: test")]).start()
     start = time.monotonic()
     with pytest.raises(MachineStopped):
-        s.read_exactly(1, Deadline(30), "x")
+        s.read_until(b"\0", Deadline(30), "x")
     assert time.monotonic() - start < 5
+
+
+def test_read_until_finds_a_delimiter_split_across_feeds_and_searches_once():
+    s = Stream("t")
+    threading.Timer(0.05, s.feed, [b"x" * 100_000 + b"<E"]).start()
+    threading.Timer(0.1, s.feed, [b"ND>tail"]).start()
+    assert s.read_until(b"<END>", Deadline(2), "end") == b"x" * 100_000
+    assert bytes(s.buf) == b"tail"
+    with pytest.raises(WaitTimeout, match=r"4 bytes without the end b'<END>'"):
+        s.read_until(b"<END>", Deadline(0.1), "end")

@@ -74,11 +74,12 @@ exec {__td_fd}>&1  # hvc0, for the exit notices written from inside command subs
 __td_reply() {  # reply to command $1 (status $2) with __td_o less its end marker __td_m
   local LC_ALL=C  # lengths in bytes, set before any is taken
   local n=$((${#__td_o} - ${#__td_m}))
-  # The header goes first: copying tens of MB in bash takes seconds, which the host
-  # would take for a process still holding the command's stdout.  Finding the
-  # marker last is O(1); elsewhere it takes one scan (never ${x%pat}).
+  # A large output's header goes out first, on its own: copying tens of MB in bash
+  # takes seconds, which the host would take for a process still holding the
+  # command's stdout.  The marker is found last at once; elsewhere, with one scan.
   if [[ ${__td_o: -${#__td_m}} == "$__td_m" ]]; then
-    printf 'TD1 %s %d %d\n' "$1" "$2" "$n"; printf '%s\0' "${__td_o:0:n}"
+    if ((n < 65536)); then printf 'TD1 %s %d %d\n%s\0' "$1" "$2" "$n" "${__td_o:0:n}"
+    else printf 'TD1 %s %d %d\n' "$1" "$2" "$n"; printf '%s\0' "${__td_o:0:n}"; fi
   else
     __td_o=${__td_o/"$__td_m"/}; printf 'TD1 %s %d %d\n%s\0' "$1" "$2" "${#__td_o}" "$__td_o"
   fi

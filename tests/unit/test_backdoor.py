@@ -110,6 +110,9 @@ def test_large_output_is_exact(guest):
     status, out = guest.run("head -c 10000000 /dev/zero | tr '\\0' a; echo")
     assert status == 0
     assert len(out) == 10_000_001 and out.count(b"a") == 10_000_000
+    # around the size from which the header goes out ahead of the body
+    for n in (65535, 65536, 65537):
+        assert guest.run(f"head -c {n - 1} /dev/zero | tr '\\0' b; echo") == (0, b"b" * (n - 1) + b"\n")
 
 
 def test_reply_text_inside_output_does_not_confuse(guest):

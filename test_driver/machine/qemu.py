@@ -225,8 +225,7 @@ class QemuMachine(BaseMachine):
             self.monitor.wait_for_prompt(deadline)
         except BaseException:
             self.release()
-            if self.supervisor.pid is None:  # never spawned: the shell's end was never handed over
-                shell.close()
+            shell.close()  # (already closed by release() if the supervisor took it)
             raise
         finally:
             qemus_shell.close()

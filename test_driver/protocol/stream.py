@@ -90,18 +90,18 @@ class Stream:
     def read_until(self, delimiter: bytes, deadline: Deadline, what: str) -> bytes:
         """Wait for ``delimiter``; consume through it and return the bytes before it."""
         with self.cond:
-            def find() -> int | None:
+            def find() -> int | None:  # where the delimiter ends
                 at = self.buf.find(delimiter, max(0, self.scanned - len(delimiter) + 1))
                 if at >= 0:
-                    return at + 1  # (0 would read as "not yet")
+                    return at + len(delimiter)
                 self.scanned = len(self.buf)
                 if self.eof:
                     raise StreamEOF(f"{self.name} closed after {len(self.buf)} bytes of {what}")
                 return None
 
-            at = wait_for(self.cond, find, deadline, what,
-                          lambda: f"{len(self.buf)} bytes without the end {delimiter!r}", self._check) - 1
-            return self._consume(at, at + len(delimiter))
+            end = wait_for(self.cond, find, deadline, what,
+                           lambda: f"{len(self.buf)} bytes without the end {delimiter!r}", self._check)
+            return self._consume(end - len(delimiter), end)
 
     def _consume(self, keep: int, end: int) -> bytes:
         """Remove ``buf[:end]``; return a copy of ``buf[:keep]`` (one copy, however large)."""

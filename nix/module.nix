@@ -6,17 +6,36 @@
 #     ...
 #   }
 #
-# nixpkgs' own driver stays the default.  The switch goes through the framework's
-# `pythonTestDriverPackage`, which nixpkgs overrides with enableOCR, extraPythonPackages,
-# qemu_pkg and enableNspawn and runs with `--config <driver configuration> --log-level <level>`.
+# nixpkgs' own driver stays the default, and then this module defines nothing.
+#
+# How the switch works within the framework's rules: `pythonTestDriverPackage` is read-only and
+# its default (`hostPkgs.nixos-test-driver`) already counts as its one definition, so no module
+# may define it, not even under mkForce or a false mkIf.  What the framework does let a module
+# replace is the `hostPkgs` module argument (defined at the default priority from the `hostPkgs`
+# option).  With "replacement" this module gives that argument the same package set with one
+# attribute changed, `nixos-test-driver`, one priority step stronger; the option `hostPkgs` and
+# `node.pkgs` stay as they were, so the nodes are built from exactly the same packages (their
+# QEMU is the same derivation).  The framework then builds the test's driver from ours with its
+# usual `.override { enableOCR; extraPythonPackages; qemu_pkg; enableNspawn; }` and runs it with
+# `--config <driver configuration> --log-level <level>`.
 {
   config,
+  options,
   lib,
-  hostPkgs,
   ...
 }:
 let
   cfg = config.testDriver;
+  replacing = cfg.implementation == "replacement";
+  withOurDriver =
+    if options ? pythonTestDriverPackage then
+      config.hostPkgs // { nixos-test-driver = cfg.package; }
+    else
+      throw ''
+        testDriver.implementation = "replacement" needs a nixpkgs whose NixOS test framework takes
+        its driver from the package set (the option `pythonTestDriverPackage`, defaulting to
+        hostPkgs.nixos-test-driver).  This nixpkgs builds its driver from a path, so no module or
+        overlay can replace it: use a newer nixpkgs, or leave testDriver.implementation unset.'';
 in
 {
   options.testDriver = {
@@ -28,7 +47,8 @@ in
       default = "upstream";
       description = ''
         Which Python test driver runs the test script: nixpkgs' own ("upstream") or the
-        drop-in replacement from this repository ("replacement").
+        drop-in replacement from this repository ("replacement").  Only the driver changes:
+        the nodes are built from the same packages either way.
       '';
     };
     steps = lib.mkOption {
@@ -44,19 +64,23 @@ in
     };
     package = lib.mkOption {
       type = lib.types.package;
-      default = import ./package.nix { pkgs = hostPkgs; };
-      defaultText = lib.literalExpression "the replacement driver built with hostPkgs";
+      default = import ./package.nix { pkgs = config.hostPkgs; };
+      defaultText = lib.literalExpression "the replacement driver built with the test's hostPkgs";
       description = "The replacement driver's package (must accept nixpkgs' `.override` arguments).";
     };
   };
 
   config = lib.mkMerge [
-    (lib.mkIf (cfg.implementation == "replacement") {
-      pythonTestDriverPackage = cfg.package;
-    })
+    {
+      # The mkIf sits on the argument itself, not above `_module.args`: resolving it then never
+      # stands in the way of the other module arguments.
+      _module.args.hostPkgs = lib.mkIf replacing (
+        lib.mkOverride (lib.modules.defaultOverridePriority - 1) withOurDriver
+      );
+    }
     (lib.mkIf (cfg.steps != null) {
       testScript =
-        if cfg.implementation == "replacement" then
+        if replacing then
           builtins.toJSON cfg.steps
         else
           throw "testDriver.steps needs testDriver.implementation = \"replacement\"";

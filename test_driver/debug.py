@@ -11,8 +11,9 @@
   nixpkgs' manual names (a free port when 4444 is taken).  ``debug.breakpoint()``
   stops there too, but only with the hook, as upstream.
 
-A session lasts until the person continues (``c``) or quits (``q``: the test
-fails with ``BdbQuit``).  The global timeout still applies while pdb waits.
+A session lasts until the person continues (``c``), quits (``q``: the test
+fails with ``BdbQuit``) or hangs up (the test goes on).  The global timeout
+still applies while pdb waits.
 """
 
 from __future__ import annotations
@@ -21,14 +22,13 @@ import abc
 import contextlib
 import os
 import pdb
+import re
 import secrets
 import socket
 import subprocess
 import sys
 import types
-from typing import Any, Iterator
-
-from remote_pdb import LF2CRLF_FileWrapper  # type: ignore[import-untyped]
+from typing import IO, Any, Iterator, cast
 
 from .errors import DriverError
 from .logger import AbstractLogger
@@ -37,18 +37,51 @@ from .machine.supervisor import die_with_parent
 HOOK_PORT = 4444
 
 
-class SocketPdb(pdb.Pdb):
-    """pdb on one accepted TCP connection (remote_pdb's CRLF wrapper for telnet)."""
+class PdbConnection:
+    """One accepted TCP connection as pdb's stdin and stdout, with telnet's CRLF line ends.
+
+    A client may leave at any time (``echo c | nc HOST PORT`` closes at once): what is
+    written after that is dropped and reading gives end of file, so nothing written to
+    a pdb connection can fail the test.
+    """
 
     def __init__(self, connection: socket.socket) -> None:
         self.connection = connection
-        self.handle = LF2CRLF_FileWrapper(connection)
-        super().__init__(completekey="tab", stdin=self.handle, stdout=self.handle)
+        self.reader = connection.makefile("r", encoding="utf-8", errors="replace")
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError, ValueError):  # gone, or closed by us
+            self.connection.sendall(re.sub(r"\r?\n", "\r\n", text).encode())
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def readline(self) -> str:
+        try:
+            return self.reader.readline()
+        except (OSError, ValueError):  # reset by the client, or closed by us: end of file
+            return ""
+
+    def isatty(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.reader.close()
+            self.connection.close()
+
+
+class SocketPdb(pdb.Pdb):
+    """pdb on one accepted TCP connection.  It leaves SIGINT to the driver (``nosigint``)."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        self.handle = PdbConnection(connection)
+        stream = cast(IO[str], self.handle)
+        super().__init__(completekey="tab", stdin=stream, stdout=stream, nosigint=True)
 
     def hang_up(self) -> None:
-        with contextlib.suppress(OSError):
-            self.handle.close()
-            self.connection.close()
+        self.handle.close()
 
     def do_continue(self, arg: str) -> bool | None:
         if not self.breaks:
@@ -69,10 +102,10 @@ class SocketPdb(pdb.Pdb):
     do_q = do_exit = do_quit
 
     def do_EOF(self, arg: str) -> bool | None:
-        """The person hung up without ``c``: the test fails, as with ``q``."""
-        self.hang_up()
-        self.set_quit()
-        return True
+        """The client hung up without ``c``: the test goes on, without the breakpoints
+        nobody is left to use."""
+        self.clear_all_breaks()
+        return self.do_continue(arg)
 
 
 def _traceback_to_script(tb: types.TracebackType | None, script: str) -> types.TracebackType | None:

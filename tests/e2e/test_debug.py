@@ -233,3 +233,31 @@ def test_sigterm_ends_the_interactive_shell_and_its_machines(shell, private_tmp)
     shell.close()
     assert shell.exitstatus == 130
     assert wait_no_processes(str(private_tmp)) == []
+
+
+def hang_up_after(command: bytes, port: int) -> None:
+    """What ``echo CMD | nc 127.0.0.1 PORT`` does: send the command (if any) and close at once."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as client:
+        client.sendall(command)
+
+
+@pytest.mark.parametrize("command, status", [(b"c\n", 0), (b"q\n", 1), (b"", 0)],
+                         ids=["continue", "quit", "hang-up"])
+def test_a_pdb_client_that_leaves_at_once_never_breaks_the_test(tmp_path, command, status):
+    """No VM: the script only stops at breakpoint().  Nothing pdb writes to a client that has
+    gone may fail the test: `c` and a bare hang-up continue, `q` fails it with BdbQuit."""
+    test = tmp_path / "t.py"
+    test.write_text("value = 1\nbreakpoint()\nlog.info('script end reached')\n")
+    proc, out = debugged_driver([sys.executable, "-m", "test_driver.cli_main", "-o", str(tmp_path), str(test)],
+                                {"PYTHONBREAKPOINT": "remote_pdb.set_trace", "REMOTE_PDB_PORT": "0"})
+    try:
+        hang_up_after(command, int(out.wait_for(r"pdb waits on 127\.0\.0\.1:(\d+)")[1]))
+        assert proc.wait(60) == status, out.text
+        out.thread.join(10)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "BrokenPipe" not in out.text and "ConnectionReset" not in out.text, out.text
+    assert bool(re.search(r"^ *script end reached$", out.text, re.M)) == (status == 0), out.text
+    if status == 1:
+        assert "BdbQuit" in out.text, out.text

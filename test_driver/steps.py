@@ -107,6 +107,7 @@ def _type_name(hint: Any) -> str:
 
 def _bind(where: str, action: str, method: Callable[..., Any], given: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     """Check ``given`` against ``method``'s signature; return its positional and keyword arguments."""
+    _reject_unknown(where, action, method, given)
     signature = inspect.signature(method)
     hints = typing.get_type_hints(method)
     parameters = [p for p in signature.parameters.values() if p.name != "self"]
@@ -136,11 +137,29 @@ def _bind(where: str, action: str, method: Callable[..., Any], given: dict[str, 
             raise DriverError(f"{where}: parameter {parameter.name!r} of {action} must be "
                               f"{_type_name(hint)}, not {json.dumps(value)}")
         kwargs[parameter.name] = value
-    if rest:
-        known = [p.name for p in parameters]
-        unknown = ", ".join(sorted(rest))
-        raise DriverError(f"{where}: {action} has no parameter {unknown} (it takes: {', '.join(known) or 'none'})")
     return args, kwargs
+
+
+def _parameter_keys(method: Callable[..., Any]) -> list[str]:
+    """The keys a step may give ``method``: its parameters' names, ``command`` or ``commands``
+    for ``*commands``."""
+    keys: list[str] = []
+    for parameter in inspect.signature(method).parameters.values():
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            keys += [parameter.name.rstrip("s"), parameter.name]
+        elif parameter.name != "self" and parameter.kind is not parameter.VAR_KEYWORD:
+            keys.append(parameter.name)
+    return keys
+
+
+def _reject_unknown(where: str, action: str, method: Callable[..., Any], given: dict[str, Any]) -> None:
+    """A key that is no parameter of ``method`` (a typo, mostly) is named before anything else."""
+    known = _parameter_keys(method)
+    for key in given:
+        if key not in known:
+            close = difflib.get_close_matches(key, [*known, *sorted(STEP_KEYS)], n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"{action} takes: {', '.join(known) or 'none'}"
+            raise DriverError(f"{where}: unknown parameter {key!r} ({hint})")
 
 
 def parse_step(raw: Any, where: str, machines: dict[str, type[BaseMachine]]) -> Step:
@@ -183,6 +202,7 @@ def parse_step(raw: Any, where: str, machines: dict[str, type[BaseMachine]]) -> 
         close = difflib.get_close_matches(action, [*DRIVER_ACTIONS, *methods])
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise DriverError(f"{where}: unknown action {action!r}{hint}")
+    _reject_unknown(where, action, methods[action], params)
     if not isinstance(machine, str) or machine not in machines:
         which = f"unknown machine {machine!r}" if machine is not None else "no \"machine\""
         raise DriverError(f"{where}: {which} for {action} (machines: {', '.join(machines) or 'none'})")

@@ -286,14 +286,15 @@ class Driver:
         return "; ".join(parts) or "the test script (no machine command running)"
 
     def start_all(self) -> None:
-        """Start every machine and wait until each one's backdoor shell answers, all at once."""
+        """Start every machine at once; return when each one runs (its QEMU answers), not
+        when its guest has booted: each machine's first command waits for its backdoor,
+        so a script can still talk to a guest's console while it boots."""
         with self.logger.nested("start all VMs"):
             errors: list[BaseException] = []
 
-            def start(machine: QemuMachine) -> None:
+            def start(machine: QemuMachine | NspawnMachine) -> None:
                 try:
                     machine.start()
-                    machine.connect()
                 except BaseException as exc:  # re-raised in the caller's thread
                     errors.append(exc)
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..deadline import Deadline, Duration, seconds, wait_for
 from ..errors import MachineCrashed, MachineError, MachineStopped, WaitTimeout
 from ..logger import AbstractLogger
-from .base import BaseMachine
+from .base import BaseMachine, wait_until
 from .qemu import SERIAL_TAIL, PostMortem
 from .supervisor import Channel, Exit, Supervisor
 
@@ -112,12 +112,41 @@ class NspawnMachine(BaseMachine):
     def connect(self, timeout: Duration = 900) -> None:
         """Start the container if needed and wait until its init runs and a command works."""
         self.start()
+        deadline = Deadline(timeout)
         with self.nested("waiting for the container to finish booting"):
             with self.lock:
                 wait_for(self.lock, lambda: self._raise_if_stopped() or (self.ready and self._find_init()),
-                         Deadline(timeout), f"container {self.name!r} to boot",
+                         deadline, f"container {self.name!r} to boot",
                          lambda: f"last console line: {self.serial_tail[-1] if self.serial_tail else '(none)'!r}")
+            self._wait_for_manager(deadline)
         self.log(f"container init is pid {self.init_pid}")
+
+    def _wait_for_manager(self, deadline: Deadline) -> None:
+        """A VM's backdoor only starts once systemd runs: a container's first command likewise
+        waits until its systemd answers on its bus (not needed with another init)."""
+        try:
+            init = Path(f"/proc/{self.init_pid}/comm").read_text().strip()
+        except OSError:
+            return
+        if init != "systemd":
+            return
+        probe = self._nsenter("systemctl show --property=Version >/dev/null 2>&1")
+
+        def answers(_left: float | None) -> bool:
+            self._raise_if_stopped()
+            return subprocess.run(probe, stdin=subprocess.DEVNULL, env=ENVIRONMENT).returncode == 0
+
+        wait_until(answers, deadline.remaining(), f"container {self.name!r}'s systemd to answer",
+                   lambda: f"last console line: {self.serial_tail[-1] if self.serial_tail else '(none)'!r}")
+
+    def _nsenter(self, command: str) -> list[str]:
+        """The command line running ``command`` in the container, in the directory of its init (``/``;
+        ``--wd=PATH`` would name a directory of the host)."""
+        nsenter = shutil.which("nsenter")
+        if nsenter is None:
+            raise MachineError("NspawnMachine needs nsenter (util-linux) on the host")
+        return [nsenter, "--target", str(self.init_pid), *NSENTER_NAMESPACES, "--root", "--wd",
+                "/bin/sh", "-c", SHELL, command]
 
     def _raise_if_stopped(self) -> bool:
         if self.stopped is not None:
@@ -224,12 +253,7 @@ class NspawnMachine(BaseMachine):
                 raise self.stopped
         if not self.is_up():
             self.connect()
-        nsenter = shutil.which("nsenter")
-        if nsenter is None:
-            raise MachineError("NspawnMachine needs nsenter (util-linux) on the host")
-        argv = [nsenter, "--target", str(self.init_pid), *NSENTER_NAMESPACES, "--root", "--wd=/root",
-                "/bin/sh", "-c", SHELL, command]
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        proc = subprocess.Popen(self._nsenter(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env=ENVIRONMENT, start_new_session=True)
         if not check_output:
             threading.Thread(target=proc.communicate, daemon=True).start()

@@ -88,6 +88,9 @@ class StartCommand:
             "-chardev", f"socket,id=shell,fd={shell_fd}",
             "-device", "virtio-serial",
             "-device", "virtconsole,chardev=shell",
+            # hvc1, the commands' stdin: a terminal the driver never writes to (see protocol/backdoor.py)
+            "-chardev", "null,id=stdin",
+            "-device", "virtconsole,chardev=stdin",
             "-device", "virtio-rng-pci",
             "-chardev", f"socket,id=qmp,path={sockets.qmp}",
             "-mon", "chardev=qmp,mode=control",

@@ -5,24 +5,29 @@ lines from /dev/hvc0 in raw mode.  After the greeting the driver defines its hel
 shell functions once; from then on a command costs one line out and one reply
 back, with no process exec'ed in the guest beyond what the command itself runs:
 
-    __td_now NONCE $'command'                        (host -> guest, no timeout)
-    set -m; __td_run NONCE $'command' </dev/null & __td_p=$!; set +m   (with a timeout)
+    __td_now NONCE $'command' [1]                    (host -> guest, no timeout; 1: names $$)
+    set -m; __td_run NONCE $'command' [1] </dev/null & __td_p=$!; set +m   (with a timeout)
     TD0 NONCE\\n                                     (guest -> host: the command exited)
     TD1 NONCE STATUS LENGTH\\n<LENGTH bytes of stdout>\\0  (guest -> host: the reply)
 
-Both run the command in a subshell with ``set -euo pipefail`` (like
-upstream's ``bash -c``), captures stdout by command substitution (so, like
-upstream's pipe to base64, it waits until every process holding stdout closed
-it, and a background process can never spill into a later reply), keeps
-trailing newlines (an end marker, unique per command, follows the command's
-output and is removed again), and reports the byte length so any output is
-unambiguous.  Only output that a background process writes after the command
-itself ended loses its trailing newlines (it lands behind the marker).  A NUL
+Both run the command as upstream's ``bash -c 'set -euo pipefail; CMD'`` would
+see it: ``$0`` is ``bash``, stdin is hvc1 (a console port the driver adds and
+never writes to: a terminal that never delivers data nor EOF, so a command that
+reads stdin blocks as under upstream and can never eat the protocol's bytes), and
+a command naming ``$$`` runs in a bash of its own (one exec more), so that ``$$``
+is its own shell; others are eval'd in a subshell (no exec).  Stdout is captured
+by command substitution (so, like upstream's pipe to base64, the reply waits
+until every process holding stdout closed it, and a background process can never
+spill into a later reply), kept whole: an end marker, unique per command, follows
+the output and is removed again, and when the command's shell exits with a
+process it started still holding stdout, ``__td_drain`` holds the marker back
+until no such process is left, so late output keeps its trailing newlines too.
+The reply carries the byte length, so any output is unambiguous.  A NUL
 byte, which a bash variable cannot hold, ends the reply: if it comes before
 LENGTH bytes, bytes were lost on the way (QEMU drops console output that the
 host's socket does not take at once) and ``reply`` raises BackdoorError at
 once instead of waiting for bytes that will never come.
-Stdin of the command is /dev/null; stderr goes to the guest's serial console.
+Stderr goes to the guest's serial console.
 Bash cannot hold NUL bytes in a variable: they are dropped from the output.
 
 The exit notice ``TD0`` is written (a builtin printf, no fork) when the command's
@@ -71,6 +76,28 @@ FRAME = re.compile(rb"TD(?:1 ([0-9a-f]{1,32}) (-?\d{1,5}) (\d{1,12})|0 ([0-9a-f]
 # the SIGKILL that follows.
 HELPERS = r"""
 exec {__td_fd}>&1  # hvc0, for the exit notices written from inside command substitutions
+# A command's stdin: hvc1, a console port the driver adds and never writes to (a terminal that
+# never delivers data nor EOF); /dev/null on a guest without it.
+__td_in=/dev/null; [[ -c /dev/hvc1 ]] && __td_in=/dev/hvc1
+exec {__td_idle}<> <(:)  # a pipe that never has data: `read -t` on it sleeps without a fork
+__td_drain() {  # the command's shell exits: wait while a process it started holds its stdout
+  set +eu
+  local out=/proc/$BASHPID/fd/1 p f t=0 holds known=() more
+  local -A seen=()
+  [[ -p $out ]] || return 0
+  read -r more < /proc/$BASHPID/task/$BASHPID/children; [[ $more ]] || return 0
+  known=($more)
+  while :; do
+    holds=
+    for ((p = 0; p < ${#known[@]}; p++)); do  # the list grows by the children it finds
+      [[ ${seen[${known[p]}]-} ]] || { seen[${known[p]}]=1
+        read -r more < /proc/${known[p]}/task/${known[p]}/children; known+=($more); }
+      for f in /proc/${known[p]}/fd/*; do [[ $f -ef $out ]] && { holds=1; break 2; }; done
+    done 2>/dev/null
+    [[ $holds ]] || return 0
+    read -t 0.$((t < 4 ? ++t : 5)) -u $__td_idle
+  done
+}
 __td_reply() {  # reply to command $1 (status $2) with __td_o less its end marker __td_m
   local LC_ALL=C  # lengths in bytes, set before any is taken
   local n=$((${#__td_o} - ${#__td_m}))
@@ -88,14 +115,17 @@ __td_now() {
   local __td_o __td_m="@$1@"
   # The trap text holds the marker itself: when errexit fires inside the eval, bash
   # drops this function's locals before it runs the EXIT trap.
-  __td_o=$(exec </dev/null; trap "printf %s $__td_m; printf 'TD0 %s\n' $1 >&$__td_fd" EXIT
-           __td_c=$2; set -euo pipefail --; eval "$__td_c")
+  __td_o=$(trap "printf 'TD0 %s\n' $1 >&$__td_fd; __td_drain; printf %s $__td_m" EXIT
+           exec <"$__td_in"; if [[ ${3-} ]]; then bash -c "set -euo pipefail; $2"
+           else BASH_ARGV0=bash; __td_c=$2; set -euo pipefail --; eval "$__td_c"; fi)
   __td_reply "$1" $?
 }
 __td_run() {
   local __td_o __td_m="@$1@"
-  __td_o=$(set -m; (export __TD_TAG=$1; __td_c=$2; set -euo pipefail --; eval "$__td_c") &
-           wait $!; __td_s=$?; printf %s "$__td_m"; printf 'TD0 %s\n' "$1" >&$__td_fd; exit $__td_s)
+  __td_o=$(set -m; (export __TD_TAG=$1; trap "printf 'TD0 %s\n' $1 >&$__td_fd; __td_drain" EXIT
+                    exec <"$__td_in"; if [[ ${3-} ]]; then bash -c "set -euo pipefail; $2"
+                    else BASH_ARGV0=bash; __td_c=$2; set -euo pipefail --; eval "$__td_c"; fi) &
+           wait $!; __td_s=$?; printf %s "$__td_m"; exit $__td_s)
   __td_reply "$1" $?
 }
 __td_kill() {
@@ -180,7 +210,11 @@ class Backdoor:
         nonce = secrets.token_hex(8)
         quoted = ansi_c_quote(command)
         self.issued[nonce] = time.monotonic()
-        line = f"set -m; __td_run {nonce} {quoted} </dev/null & __td_p=$!; set +m" if interruptible else f"__td_now {nonce} {quoted}"
+        # $$ is the command's own shell under upstream's `bash -c`: a command that names it
+        # gets a bash of its own (one fork and exec more); the others are eval'd in a subshell.
+        own = " 1" if "$$" in command or "${$}" in command else ""
+        line = (f"set -m; __td_run {nonce} {quoted}{own} </dev/null & __td_p=$!; set +m" if interruptible
+                else f"__td_now {nonce} {quoted}{own}")
         self.send(line.encode() + b"\n")
         return nonce
 

@@ -135,3 +135,18 @@ def test_sigterm_to_the_driver_stops_containers_too(guest, debian_guest, tmp_pat
         proc.kill()
         proc.wait()
     assert leftovers(private_tmp) == []
+
+
+def test_the_first_command_waits_for_the_containers_manager(debian_guest, tmp_path, private_tmp, log):
+    """As nixpkgs' containers test does: start(), then at once a command that needs systemd's bus."""
+    box = nspawn.write_start_script(tmp_path, "box", debian_guest)
+    out = tmp_path / "out"
+    out.mkdir()
+    for run in range(10):
+        with Driver([], [], "", out, log, container_start_scripts=[str(box)]) as driver:
+            container = driver.machines[0]
+            container.start()
+            container.succeed("systemctl start echo-tcp.service")
+            assert container.succeed("pwd") == "/\n"
+    assert "error retrieving current directory" not in log.text
+    assert leftovers(private_tmp) == []

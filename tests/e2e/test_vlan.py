@@ -147,3 +147,13 @@ def test_bad_vlan_number_is_a_clear_error(tmp_path):
                                  str(test)], capture_output=True, text=True, timeout=60)
         assert result.returncode == 2 and f"bad VLAN number '{bad}'" in result.stderr
         assert "start vlan" not in result.stderr  # refused before any switch started
+
+
+def test_netcat_transfer_with_stdin_left_open(net):
+    """Busybox nc half-closes when its stdin ends: under upstream a command's stdin never ends."""
+    _, m = net
+    m["b"].succeed("head -c 200000 /dev/urandom > /tmp/blob",
+                   "nc -l -p 7777 < /tmp/blob >/dev/null 2>&1 &")
+    want = m["b"].succeed("md5sum < /tmp/blob").split()[0]
+    m["a"].succeed("nc -w 5 b 7777 > /tmp/got", timeout=60)
+    assert m["a"].succeed("md5sum < /tmp/got").split()[0] == want

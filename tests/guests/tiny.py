@@ -102,6 +102,10 @@ PS1="" exec /bin/bash --norc /dev/hvc0
 BACKDOOR = r"""#!/bin/sh
 export USER=root HOME=/root PATH=/bin:/sbin:/usr/bin:/usr/sbin PAGER=
 grep -q td.nobackdoor /proc/cmdline && exec sleep 1000000
+# td.askpass: a stage-1 prompt on the serial console (like a LUKS passphrase) before the backdoor.
+if grep -q td.askpass /proc/cmdline; then
+  echo "passphrase:" > /dev/ttyS0; read -r pass < /dev/ttyS0; echo "$pass" > /run/passphrase
+fi
 """ + BACKDOOR_STEPS
 
 START_SCRIPT = """#!/bin/sh

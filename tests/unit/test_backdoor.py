@@ -122,10 +122,10 @@ def test_reply_text_inside_output_does_not_confuse(guest):
 
 
 def test_background_process_does_not_spill_into_next_reply(guest):
-    # Like upstream: stdout held by a background process delays the reply (only the
-    # trailing newline of output written after the command itself ended is lost) ...
+    # Like upstream: stdout held by a background process delays the reply, and what it
+    # writes after the command itself ended comes whole, its trailing newline too ...
     start = time.monotonic()
-    assert guest.run("(sleep 0.5; echo late) & echo early") == (0, b"early\nlate")
+    assert guest.run("(sleep 0.5; echo late) & echo early") == (0, b"early\nlate\n")
     assert time.monotonic() - start >= 0.5
     # ... and a detached process that closed stdout cannot reach later replies.
     assert guest.run("(sleep 0.3; echo lost) >/dev/null & echo now") == (0, b"now\n")
@@ -139,7 +139,7 @@ def test_a_stdout_held_after_exit_is_reported_once_and_the_reply_still_comes(gue
     start = time.monotonic()
     nonce = guest.backdoor.run("(echo ONE; sleep 1.5; echo TWO) &", guest.interruptible)
     reply = guest.backdoor.reply(nonce, Deadline(10), 0.5, lambda: lingered.append(time.monotonic() - start))
-    assert reply == (0, b"ONE\nTWO")
+    assert reply == (0, b"ONE\nTWO\n")
     assert len(lingered) == 1 and 0.5 <= lingered[0] < 1.2, lingered
     # a command that exits with its stdout closed is not reported, however long it runs
     nonce = guest.backdoor.run("sleep 0.8; echo done", guest.interruptible)
@@ -150,7 +150,7 @@ def test_a_stdout_held_after_exit_is_reported_once_and_the_reply_still_comes(gue
     start = time.monotonic()
     nonce = guest.backdoor.run("sleep 1.2; (sleep 1.5; echo late) &", guest.interruptible)
     reply = guest.backdoor.reply(nonce, Deadline(10), 0.3, lambda: lingered.append(time.monotonic() - start))
-    assert reply == (0, b"late")
+    assert reply == (0, b"late\n")
     assert len(lingered) == 2 and 1.75 <= lingered[1] < 2.5, lingered
 
 

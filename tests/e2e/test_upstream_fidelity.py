@@ -1,0 +1,113 @@
+"""What a testScript sees of a command and of start_all(), as under nixpkgs' driver, on the tiny guest.
+
+Upstream runs each command as `bash -c 'set -euo pipefail; CMD'` with the backdoor's console as its
+stdin, and start_all() returns once every QEMU runs; each row here fails on a driver that differs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from test_driver.errors import MachineCrashed
+
+
+@pytest.fixture(scope="module")
+def vm(guest, tmp_path_factory):
+    from conftest import Log
+
+    import tiny
+    from test_driver.driver import Driver
+
+    base = tmp_path_factory.mktemp("fidelity")
+    driver = Driver([str(tiny.write_start_script(base, "m", guest))], [], "", base, Log())
+    try:
+        machine = driver.machines[0]
+        machine.connect()
+        yield machine
+    finally:
+        driver.cleanup()
+
+
+def test_stdin_is_a_terminal(vm):
+    vm.succeed("test -t 0")
+    assert vm.succeed("tty") .startswith("/dev/")
+
+
+@pytest.mark.parametrize("timeout", [None, 900], ids=["no-timeout", "timeout"])
+def test_a_command_reading_stdin_gets_nothing_and_eats_nothing(vm, timeout):
+    tic = time.monotonic()
+    status, out = vm.execute("head -c 5; echo read-ended", timeout=3)
+    assert status == 124 and "read-ended" not in out
+    assert time.monotonic() - tic >= 3
+    # A command that reads stdin in the background cannot swallow the next commands either.
+    vm.succeed("(head -c 100 > /tmp/swallowed; echo done >> /tmp/swallowed) >/dev/null 2>&1 &")
+    for i in range(3):
+        assert vm.succeed(f"echo next-{i}", timeout=timeout) == f"next-{i}\n"
+    vm.succeed("pkill -f 'head -c 100' || killall head || true")
+
+
+def test_dollar_zero_is_bash(vm):
+    assert vm.succeed("echo $0") == "bash\n"
+    assert vm.execute("echo $0", timeout=10)[1] == "bash\n"
+
+
+@pytest.mark.parametrize("timeout", [None, 30], ids=["no-timeout", "timeout"])
+def test_dollar_dollar_is_the_commands_own_shell(vm, timeout):
+    shell = vm.succeed("echo $$", timeout=timeout).strip()
+    assert shell != vm.succeed("echo $$", timeout=timeout).strip()  # a new shell each time
+    assert vm.succeed("[ $$ = $BASHPID ] && echo same", timeout=timeout) == "same\n"
+    assert vm.succeed("tr '\\0' ' ' < /proc/$$/cmdline", timeout=timeout).startswith("bash -c ")
+    status, _ = vm.execute("kill -9 $$", timeout=timeout)
+    assert status == 137
+    assert vm.succeed("echo still-here", timeout=timeout) == "still-here\n"
+
+
+@pytest.mark.parametrize("timeout", [None, 60], ids=["no-timeout", "timeout"])
+def test_output_of_a_background_job_comes_whole(vm, timeout):
+    """nixpkgs' succeed-stdout-warning: everything written until stdout closes, newline included."""
+    assert vm.succeed("(echo ONE; sleep 2; echo TWO) &", timeout=timeout) == "ONE\nTWO\n"
+    assert vm.succeed("(sleep 1; printf 'a\\n\\n\\n') & echo x", timeout=timeout) == "x\na\n\n\n"
+    # A background process with its output elsewhere does not hold the reply.
+    tic = time.monotonic()
+    assert vm.succeed("sleep 30 >/dev/null 2>&1 & echo quick", timeout=timeout) == "quick\n"
+    assert time.monotonic() - tic < 10
+
+
+def test_start_all_returns_while_the_guests_still_boot(make_driver, log):
+    """A stage-1 prompt answered on the console before any backdoor exists (as for a LUKS passphrase)."""
+    driver = make_driver(["a", "b"], append={"a": "td.askpass", "b": "td.askpass"})
+    tic = time.monotonic()
+    driver.start_all()
+    assert time.monotonic() - tic < 2.5, "start_all waited for the guests to boot"
+    assert not any(m.connected for m in driver.machines)
+    a, b = driver.machines
+    for machine in (a, b):
+        machine.wait_for_console_text("passphrase:")
+        machine.send_console(f"secret-{machine.name}\n")
+    assert a.succeed("cat /run/passphrase") == "secret-a\n"
+    assert b.succeed("cat /run/passphrase") == "secret-b\n"
+
+
+def test_a_qemu_dying_during_boot_fails_the_first_command_at_once(make_driver):
+    driver = make_driver(["m"])
+    driver.start_all()
+    machine = driver.machines[0]
+    assert machine.pid is not None
+    died: dict[str, float] = {}
+
+    def kill() -> None:
+        died["at"] = time.monotonic()
+        os.kill(machine.pid, signal.SIGKILL)
+
+    timer = threading.Timer(1.0, kill)
+    timer.start()
+    with pytest.raises(MachineCrashed) as raised:
+        machine.succeed("true")
+    timer.join()
+    assert time.monotonic() - died["at"] < 1.0
+    assert "SIGKILL" in str(raised.value)

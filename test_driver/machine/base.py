@@ -386,11 +386,11 @@ class BaseMachine(ABC):
         """Old name of ``copy_from_machine``."""
         self.copy_from_machine(source, target_dir)
 
-    def get_tty_text(self, tty: str) -> str:
-        """The text visible on virtual terminal ``tty`` (e.g. "1")."""
+    def get_tty_text(self, tty: int | str) -> str:
+        """The text visible on virtual terminal ``tty`` (e.g. 1 or "1")."""
         return self.execute(f"fold -w$(stty -F /dev/tty{tty} size | awk '{{print $2}}') /dev/vcs{tty}")[1]
 
-    def wait_until_tty_matches(self, tty: str, regexp: str, timeout: Duration = 900) -> None:
+    def wait_until_tty_matches(self, tty: int | str, regexp: str, timeout: Duration = 900) -> None:
         """Wait until the text on virtual terminal ``tty`` matches ``regexp``."""
         matcher = re.compile(regexp)
         text = ""
@@ -403,6 +403,6 @@ class BaseMachine(ABC):
         with self.nested(f"waiting for {regexp} to appear on tty {tty}"):
             wait_until(matches, timeout, f"/{regexp}/ on tty{tty}", lambda: f"tty shows {text[-300:]!r}")
 
-    def dump_tty_contents(self, tty: str) -> None:
+    def dump_tty_contents(self, tty: int | str) -> None:
         """Log the contents of virtual terminal ``tty``."""
         self.log(self.get_tty_text(tty))

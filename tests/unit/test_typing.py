@@ -133,3 +133,12 @@ def test_containers_are_typed_as_nspawn_machines(tmp_path):
     assert status == 1
     assert 'testScript:3: error: "NspawnMachine" has no attribute "screenshot"' in messages
     assert messages.count("error:") == 1, messages
+
+
+def test_a_tty_is_a_number_or_a_string(tmp_path):
+    """nixpkgs' shadow test passes the tty as a number."""
+    pytest.importorskip("mypy")
+    script = ('machine.wait_until_tty_matches(1, "login: ")\nmachine.wait_until_tty_matches("2", "x", timeout=5)\n'
+              'text: str = machine.get_tty_text(1)\nmachine.dump_tty_contents(1)\n')
+    status, messages = typecheck.check(script, ["machine"], cache_dir=tmp_path / "cache")
+    assert status == 0, messages

@@ -15,7 +15,7 @@ from . import interrupt
 from .config import load_driver_configuration
 from .debug import Debug
 from .driver import Driver
-from .errors import DriverError, TestScriptError
+from .errors import DriverError, GlobalTimeout, TestScriptError
 from .logger import CompositeLogger, JSONLogger, JUnitLogger, LogLevel, TerminalLogger, XMLLogger
 from .interactive import require_terminal, run_shell
 from .report import failure_report
@@ -191,8 +191,12 @@ def main(argv: list[str] | None = None) -> None:
         logger.log_test_error(f"nixos-test-driver: error: {exc}")
         status = 2
     except KeyboardInterrupt as exc:
-        logger.log_test_error(f"interrupted ({exc or 'SIGINT'}); machines stopped")
-        status = 130
+        if driver is not None and driver.timed_out:  # the global timeout's SIGTERM
+            failure = GlobalTimeout(driver.timed_out).with_traceback(exc.__traceback__)
+            status = 143
+        else:
+            logger.log_test_error(f"interrupted ({exc or 'SIGINT'}); machines stopped")
+            status = 130
     except Exception as exc:
         if not isinstance(exc, TestScriptError) and not _raised_by_script(exc, script):
             logger.error("".join(traceback.format_exception(exc)).rstrip())  # a bug of the driver

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 from . import steps
 from .debug import Debug
-from .errors import DriverError, GlobalTimeout, MachineError, RequestedAssertionFailed
+from .errors import DriverError, MachineError, RequestedAssertionFailed
 from .logger import AbstractLogger, CompositeLogger, TerminalLogger
 from .machine import BaseMachine, Machine, NspawnMachine, PostMortem, QemuMachine, retry
 from .machine.nspawn import machine_name_from_start_command
@@ -26,6 +26,7 @@ from .machine.start_command import StartCommand
 from .polling_condition import PollingCondition
 from .report import failing_machine
 from .steps import Step
+from .typecheck import pythonize as pythonize_name
 from .vlan import VLan
 
 
@@ -71,6 +72,9 @@ class Driver:
         self.machines: list[QemuMachine | NspawnMachine] = []
         self.vlans: list[VLan] = []
         self.steps: list[Step] | None = None
+        self._timer: threading.Timer | None = None
+        self.timed_out: str | None = None
+        """Set when the global timeout fired: what was running then."""
         self.code: CodeType | None = None
         if not steps.is_steps_document(tests):
             self.code = self._compile(tests)
@@ -234,7 +238,7 @@ class Driver:
             t=AssertionTester(),
             Machine=Machine, QemuMachine=QemuMachine, BaseMachine=BaseMachine,
         )
-        machines: dict[str, Any] = {m.name: m for m in self.machines}
+        machines: dict[str, Any] = {pythonize_name(m.name): m for m in self.machines}  # a-b is a_b
         if len(self.machines) == 1:
             machines["machine"] = self.machines[0]
         vlans = {f"vlan{v.nr}": v for v in self.vlans}
@@ -249,40 +253,57 @@ class Driver:
                 elif self.code is not None:
                     exec(self.code, self.test_symbols(), None)
             except Exception as exc:
-                if not isinstance(exc, (GlobalTimeout, bdb.BdbQuit)):
+                if not isinstance(exc, bdb.BdbQuit):
                     self.debug.on_failure(exc, self.test_script_path)
                 raise
 
     def run_tests(self) -> None:
         """Run the test script under the global timeout, then sync every running machine."""
-        with self._global_timeout():
+        self._start_global_timer()
+        try:
             self.test_script()
             for machine in self.machines:
                 if machine.is_up():
                     machine.execute("sync")
-
-    @contextmanager
-    def _global_timeout(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread() or not self.global_timeout:
-            yield
-            return
-
-        def expire(_signum: int, _frame: Any) -> None:
-            raise GlobalTimeout(f"test timed out after {self.global_timeout}s while running: "
-                                f"{self.describe_activity()}")
-
-        previous = signal.signal(signal.SIGALRM, expire)
-        signal.setitimer(signal.ITIMER_REAL, self.global_timeout)
-        try:
-            yield
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+            self._cancel_global_timer()
+
+    def _start_global_timer(self) -> None:
+        if not self.global_timeout:
+            return
+        self.logger.info(f"Test will time out and terminate in {self.global_timeout:g} seconds")
+        self._timer = threading.Timer(self.global_timeout, self.terminate_test)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _cancel_global_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def terminate_test(self) -> None:
+        """The global timeout: say what was running, then end the driver with SIGTERM (as
+        upstream: a script cannot catch it, and a shell sees status 143).  The CLI's
+        SIGTERM handling stops the machines and closes the logs; a driver still alive
+        30 s later stops its machines here and exits 143 itself."""
+        self.timed_out = (f"test timed out after {self.global_timeout:g}s while running: "
+                          f"{self.describe_activity()}")
+        with self.logger.nested("timeout reached; test terminating..."):
+            self.logger.error(self.timed_out)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+        for machine in self.machines:
+            machine.release()
+        os._exit(143)
 
     def describe_activity(self) -> str:
-        """What the test is doing now: the subtest and each machine's running command."""
+        """What the test is doing now: the subtest, each machine's running command, and
+        the machines still booting (started, no backdoor yet)."""
         parts = [f"subtest {self.subtests[-1]!r}"] if self.subtests else []
-        parts += [f"{m.name}: `{m.running_command}`" for m in self.machines if m.running_command]
+        for m in self.machines:
+            if m.running_command:
+                parts.append(f"{m.name}: `{m.running_command}`")
+            elif m.booted and not m.is_up():
+                parts.append(f"{m.name}: booting (no backdoor yet)")
         return "; ".join(parts) or "the test script (no machine command running)"
 
     def start_all(self) -> None:
@@ -307,10 +328,11 @@ class Driver:
                 raise errors[0]
 
     def join_all(self) -> None:
-        """Wait until every machine has shut down."""
+        """Wait until every machine has shut down; the global timeout ends with it."""
         with self.logger.nested("wait for all VMs to finish"):
             for machine in self.machines:
                 machine.wait_for_shutdown()
+            self._cancel_global_timer()
 
     def dump_machine_ssh(self, offset: int) -> None:
         """Print how to reach each machine through its ssh backdoor (``--dump-vsocks OFFSET``):

@@ -101,12 +101,23 @@ def test_env_vars_instead_of_flags(guest, tmp_path, private_tmp):
     assert result.returncode == 0, result.stderr
 
 
-def test_global_timeout_names_what_was_running(run):
-    result = run("start_all()\nwith subtest('slow part'):\n    machine.succeed('sleep 100')\n",
+def test_global_timeout_names_what_was_running(run, private_tmp):
+    """As upstream: `timeout reached; test terminating...` and SIGTERM's status 143, which a
+    script's `except Exception` cannot swallow; ours says what was running too."""
+    result = run("start_all()\nwith subtest('slow part'):\n    try:\n        machine.succeed('sleep 100')\n"
+                 "    except Exception:\n        machine.succeed('sleep 100')\n",
                  args=["--global-timeout", "10"])
-    assert result.returncode == 1
+    assert result.returncode == 143, result.stderr
+    assert "timeout reached; test terminating..." in result.stderr
     assert "test timed out after 10s" in result.stderr
     assert "slow part" in result.stderr and "sleep 100" in result.stderr
+
+
+def test_global_timeout_during_a_boot_says_so(run, private_tmp):
+    result = run("machine.succeed('true')\n", args=["--global-timeout", "8"], append={"machine": "td.nobackdoor"})
+    assert result.returncode == 143, result.stderr
+    assert "timeout reached; test terminating..." in result.stderr
+    assert "machine: booting (no backdoor yet)" in result.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])

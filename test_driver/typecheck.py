@@ -66,9 +66,9 @@ t: unittest.TestCase
 
 
 def pythonize(name: str) -> str:
-    """A machine name as a Python identifier (as nixpkgs does: other characters become ``_``)."""
-    name = re.sub(r"[^A-Za-z0-9_]", "_", name)
-    return name if re.match(r"[A-Za-z_]", name) else "_" + name[1:]
+    """A machine name as the test symbol it is (upstream's ``pythonize_name``): every character
+    other than an ASCII letter, digit or underscore becomes ``_``, and so does a leading digit."""
+    return re.sub(r"[^A-Za-z0-9_]|^[0-9]", "_", name)
 
 
 def prelude(machines: list[str], vlans: list[int] = [], containers: list[str] = []) -> str:

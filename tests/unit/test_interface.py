@@ -64,6 +64,24 @@ def test_every_test_symbol_and_one_per_vlan(tmp_path):
         driver.cleanup()
 
 
+
+def test_machine_symbols_are_pythonized_names(tmp_path):
+    """As upstream's pythonize_name (nixpkgs' node-name test): every character other than a
+    letter, digit or underscore becomes `_`, and so does a leading digit; the machine keeps its name."""
+    scripts = []
+    for name in ["a-b", "1node", "web.example"]:
+        script = tmp_path / f"run-{name}-vm"
+        script.write_text("#!/bin/sh\nexit 1\n")  # never started: machines start when used
+        script.chmod(0o755)
+        scripts.append(str(script))
+    driver = Driver(scripts, [], "", tmp_path, CompositeLogger([]))
+    try:
+        symbols = driver.test_symbols()
+        assert [symbols[name].name for name in ["a_b", "_node", "web_example"]] == ["a-b", "1node", "web.example"]
+        assert "a-b" not in symbols
+    finally:
+        driver.cleanup()
+
 # The shape nixpkgs' driver.nix gives the file it type-checks: a typing prelude (imports from
 # the driver's modules, protocols for the callable symbols, one annotation per symbol), then one
 # line of `name: QemuMachine;` hints, one of `name: NspawnMachine;` hints, then `vlanN: VLan`.

@@ -142,3 +142,11 @@ def test_a_tty_is_a_number_or_a_string(tmp_path):
               'text: str = machine.get_tty_text(1)\nmachine.dump_tty_contents(1)\n')
     status, messages = typecheck.check(script, ["machine"], cache_dir=tmp_path / "cache")
     assert status == 0, messages
+
+
+def test_the_prelude_declares_pythonized_machine_names(tmp_path):
+    pytest.importorskip("mypy")
+    status, messages = typecheck.check("a_b.succeed('true')\n_node.succeed('true')\n", ["a-b", "1node"],
+                                       cache_dir=tmp_path / "cache")
+    assert status == 0, messages
+    assert "a_b: QemuMachine" in typecheck.prelude(["a-b"]) and "_node: QemuMachine" in typecheck.prelude(["1node"])

@@ -153,9 +153,11 @@ class BaseMachine(ABC):
                 timeout: Duration | None = 900) -> tuple[int, str]:
         """Run a shell command in the machine; return ``(status, stdout)``.
 
-        The command runs in bash with ``set -euo pipefail``: a failing command of a
-        list or pipeline fails the whole, and unset variables are errors.  Its
-        stdin is /dev/null and its stderr goes to the serial console.  The call
+        The command runs as upstream's ``bash -c 'set -euo pipefail; CMD'``: a failing
+        command of a list or pipeline fails the whole, unset variables are errors,
+        ``$0`` is ``bash`` and ``$$`` the command's own shell.  Its stdin is a terminal
+        that never delivers data (``cat`` waits until the timeout) and its stderr
+        goes to the serial console.  The call
         returns when every process holding the command's stdout has closed it, so
         a command that starts a background process must redirect that process's
         output (``foo >/dev/null 2>&1 &``).

@@ -96,6 +96,7 @@ class QemuMachine(BaseMachine):
         super().__init__(out_dir, name or self.start_command.machine_name, logger, tmp_dir,
                          callbacks, keep_machine_state, state_dir)
         self.allow_reboot = allow_reboot
+        self.reboots = allow_reboot  # whether this run of QEMU resets on a reboot (no -no-reboot)
         self.extra_env: dict[str, str] = {}  # e.g. the VLANs' QEMU_VDE_SOCKET_<nr>
         self.socket_dir = socket_dir or self.state_dir
         self.sockets = Sockets.inside(self.socket_dir)
@@ -207,10 +208,11 @@ class QemuMachine(BaseMachine):
         serial = Channel("serial", self._on_serial, self._on_serial_eof)
         stderr = Channel("stderr", self._on_stderr, lambda: None)
         self.supervisor = Supervisor(self.name)
+        self.reboots = allow_reboot or self.allow_reboot
         try:
             self.pid = self.supervisor.launch(
                 self.start_command.argv(self.sockets, qemus_shell.fileno(),
-                                        allow_reboot or self.allow_reboot),
+                                        self.reboots),
                 StartCommand.environment(self.state_dir, self.shared_dir,
                                          {"NIX_EFI_VARS": str(self.efi_vars_path), **self.extra_env}),
                 str(self.state_dir),
@@ -509,7 +511,7 @@ class QemuMachine(BaseMachine):
     def reboot(self) -> None:
         """Press Ctrl+Alt+Delete; the next command reconnects to the rebooted machine.
         Without ``allow_reboot`` QEMU exits instead and the next command starts it again."""
-        if not self.allow_reboot:
+        if not self.reboots:
             self._expect_exit()
         self.send_key("ctrl-alt-delete")
         self.connected = False

@@ -111,3 +111,14 @@ def test_a_qemu_dying_during_boot_fails_the_first_command_at_once(make_driver):
     timer.join()
     assert time.monotonic() - died["at"] < 1.0
     assert "SIGKILL" in str(raised.value)
+
+
+def test_reboot_after_start_with_allow_reboot_reconnects(make_driver):
+    """nixpkgs' login test: start(allow_reboot=True), reboot(), then a command on the same QEMU."""
+    machine = make_driver(["m"]).machines[0]
+    machine.start(allow_reboot=True)
+    boot_id = machine.succeed("cat /proc/sys/kernel/random/boot_id")
+    pid = machine.pid
+    machine.reboot()
+    assert machine.succeed("cat /proc/sys/kernel/random/boot_id", timeout=120) != boot_id
+    assert machine.pid == pid  # the guest reset; QEMU went on

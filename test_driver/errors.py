@@ -17,6 +17,7 @@ wait that ran out) are ``RequestedAssertionFailed``.
              ├─ BackdoorError               the guest's root shell broke the protocol
              └─ QMPError                    the QMP connection failed
                  └─ QMPAPIError                 QEMU answered a QMP command with an error
+                                                (also a RuntimeError, as upstream's)
 
 ``MachineStopped`` is also a ``ConnectionError``, the base of the
 ``BrokenPipeError`` that upstream surfaces when a VM dies, so existing
@@ -91,10 +92,20 @@ class QMPError(MachineError):
     """The QMP connection failed or was closed."""
 
 
-class QMPAPIError(QMPError):
-    """QEMU answered a QMP command with an error."""
+class QMPAPIError(QMPError, RuntimeError):
+    """QEMU answered a QMP command with an error (``message``, the whole answer).
 
-    def __init__(self, command: str, error: dict[str, Any]) -> None:
+    As upstream's: a ``RuntimeError`` with ``class_name``, ``description`` and
+    ``transaction_id`` (the command's id; ``None`` for one sent without, as ``send`` does).
+    """
+
+    def __init__(self, message: dict[str, Any], command: str | None = None) -> None:
+        self.error: dict[str, Any] = message.get("error") or {}
+        self.class_name: str = self.error.get("class", "")
+        self.description: str = self.error.get("desc", "")
+        self.transaction_id: Any = message.get("id")
         self.command = command
-        self.error = error
-        super().__init__(f"QMP command {command!r} failed: {error.get('class')}: {error.get('desc')}")
+        super().__init__(f"<QMP API error related to transaction {self.transaction_id} "
+                         f"[{self.class_name}]: {self.description}>")
+        if command is not None:
+            self.add_note(f"(the QMP command {command!r})")

@@ -1,7 +1,9 @@
 """A QMP client: greeting, capabilities, commands routed by id, events with history.
 
-The connection's owner feeds received bytes (``feed``) from its reader thread;
-callers block in ``command`` or ``wait_event`` with a deadline.  When the
+Commands carry ids, except those of upstream's ``send`` (one at a time:
+their answers are the ones without an id).  The connection's owner feeds
+received bytes (``feed``) from its reader thread; callers block in ``command``
+or ``wait_event`` with a deadline.  When the
 connection ends (``feed_eof`` or ``fail``) every pending call wakes with an
 error at once.  A malformed message fails the calls pending at that moment with
 a ``QMPError`` and the reader carries on with the next line.
@@ -29,13 +31,14 @@ class QMPClient:
         self.name = name
         self.cond = threading.Condition()
         self.greeting: dict[str, Any] | None = None
-        self.replies: dict[int, dict[str, Any]] = {}
-        self.pending: set[int] = set()
+        self.replies: dict[int | None, dict[str, Any]] = {}  # by id; None: send's command without one
+        self.pending: set[int | None] = set()
         self.events: collections.deque[tuple[int, Event]] = collections.deque(maxlen=self.HISTORY)
         self.event_count = 0
         self.closed: BaseException | None = None
         self.listeners: list[Callable[[Event], None]] = []
         self._ids = itertools.count(1)
+        self._unnumbered = threading.Lock()
         self._partial = b""
 
     # --- the reader's side -------------------------------------------------
@@ -61,7 +64,7 @@ class QMPClient:
                 self.event_count += 1
                 self.events.append((self.event_count, message))
             elif message.get("id") in self.pending:
-                self.replies[message["id"]] = message
+                self.replies[message.get("id")] = message
             self.cond.notify_all()
         if "event" in message:
             for listener in list(self.listeners):
@@ -95,15 +98,24 @@ class QMPClient:
         assert self.greeting is not None
         return self.greeting
 
-    def send(self, cmd: str, args: dict[str, Any] = {}) -> Any:
-        """Upstream's name for ``command``: run ``cmd`` with ``args``; its ``return`` value."""
-        return self.command(cmd, args)
+    def send(self, cmd: str, args: dict[str, Any] = {}) -> dict[str, Any]:
+        """Upstream's call: run ``cmd`` with ``args`` as a command without an id and return
+        QEMU's whole answer (``{"return": ...}``); ``QMPAPIError`` on error.  Such commands go
+        one at a time (their answers carry no id) and wait as long as QEMU takes, as upstream's."""
+        with self._unnumbered:
+            return self._execute(cmd, args, None, None)
 
     def command(self, name: str, arguments: dict[str, Any] | None = None,
                 timeout: Duration | None = 60) -> Any:
-        """Run a QMP command and return its ``return`` value (``QMPAPIError`` on error)."""
-        ident = next(self._ids)
-        message: dict[str, Any] = {"execute": name, "id": ident}
+        """Run a QMP command and return its ``return`` value (``QMPAPIError`` on error).
+        Each gets an id, so calls from several threads get their own answers."""
+        return self._execute(name, arguments, next(self._ids), timeout).get("return")
+
+    def _execute(self, name: str, arguments: dict[str, Any] | None, ident: int | None,
+                 timeout: Duration | None) -> dict[str, Any]:
+        message: dict[str, Any] = {"execute": name}
+        if ident is not None:
+            message["id"] = ident
         if arguments:
             message["arguments"] = arguments
         with self.cond:
@@ -121,8 +133,8 @@ class QMPClient:
         if "__error__" in reply:
             raise reply["__error__"]
         if "error" in reply:
-            raise QMPAPIError(name, reply["error"])
-        return reply.get("return")
+            raise QMPAPIError(reply, name)
+        return reply
 
     def wait_event(self, predicate: Callable[[Event], bool], timeout: Duration | None = 600,
                    since: int | None = None, what: str = "a matching QMP event") -> tuple[int, Event]:

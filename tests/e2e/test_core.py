@@ -145,3 +145,19 @@ def test_generate_driver_symbols(tmp_path):
                    cwd=tmp_path, check=True, timeout=60)
     symbols = (tmp_path / "driver-symbols").read_text().split(",")
     assert {"start_all", "subtest", "polling_condition", "create_machine", "Machine"} <= set(symbols)
+
+
+def test_qmp_send_of_an_unknown_command_raises_upstreams_api_error(run):
+    """nixpkgs' qmp-api-error test, through the CLI: upstream's send (no id, the whole answer)."""
+    result = run("""
+from test_driver.machine.qmp import QMPAPIError
+machine.start()
+assert machine.qmp_client.send("query-status")["return"]["status"] == "running"
+try:
+    machine.qmp_client.send("this-command-does-not-exist")
+    raise SystemExit("send did not raise")
+except QMPAPIError as e:
+    log.info(f"QMP error: {e.class_name} {e.transaction_id} {bool(e.description)} {isinstance(e, RuntimeError)}")
+""")
+    assert result.returncode == 0, result.stderr
+    assert "QMP error: CommandNotFound None True True" in result.stderr

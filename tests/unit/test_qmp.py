@@ -8,7 +8,7 @@ import time
 import pytest
 
 from test_driver.deadline import Deadline
-from test_driver.errors import QMPAPIError, QMPError, WaitTimeout
+from test_driver.errors import MachineError, QMPAPIError, QMPError, WaitTimeout
 from test_driver.protocol.qmp import QMPClient
 
 
@@ -92,8 +92,9 @@ def test_error_reply_raises_api_error():
     qemu = FakeQEMU(lambda c: {"error": {"class": "GenericError", "desc": "nope"}, "id": c["id"]}
                     if c["execute"] == "bad" else {"return": {}, "id": c["id"]})
     qemu.client.handshake(Deadline(5))
-    with pytest.raises(QMPAPIError, match="GenericError: nope"):
+    with pytest.raises(QMPAPIError, match=r"\[GenericError\]: nope") as info:
         qemu.client.command("bad")
+    assert info.value.__notes__ == ["(the QMP command 'bad')"]
 
 
 def test_events_kept_and_awaited():
@@ -159,13 +160,63 @@ def test_event_storm_keeps_bounded_history():
     assert qemu.client.command("still-answers") == {}
 
 
+def answer(cmd, reply):
+    """``reply`` to ``cmd``, with its id if it had one (as QEMU does)."""
+    return {**reply, "id": cmd["id"]} if "id" in cmd else reply
+
+
 def test_upstream_names_send_and_module_path():
     from test_driver.machine.qmp import QMPAPIError as UpstreamPathError, QMPSession
 
     assert UpstreamPathError is QMPAPIError and QMPSession is QMPClient
-    qemu = FakeQEMU(lambda c: {"error": {"class": "GenericError", "desc": "nope"}, "id": c["id"]}
-                    if c["execute"] == "bad" else {"return": {"echo": c.get("arguments")}, "id": c["id"]})
+    qemu = FakeQEMU(lambda c: answer(c, {"error": {"class": "GenericError", "desc": "nope"}}
+                                     if c["execute"] == "bad" else {"return": {"echo": c.get("arguments")}}))
     qemu.client.handshake(Deadline(5))
-    assert qemu.client.send("ok", {"a": 1}) == {"echo": {"a": 1}}
+    assert qemu.client.send("ok", {"a": 1}) == {"return": {"echo": {"a": 1}}}
     with pytest.raises(UpstreamPathError, match="nope"):
         qemu.client.send("bad")
+
+
+def test_send_is_upstreams_a_command_without_id_and_the_whole_reply():
+    """As nixpkgs' qmp-api-error test: an unknown command raises QMPAPIError (a RuntimeError, as
+    upstream, and a MachineError, as ours) with class_name, description and no transaction id."""
+    not_found = {"error": {"class": "CommandNotFound", "desc": "The command nope has not been found"}}
+    qemu = FakeQEMU(lambda c: answer(c, not_found if c["execute"] == "nope" else {"return": {"status": "running"}}))
+    qemu.client.handshake(Deadline(5))
+    assert qemu.client.send("query-status") == {"return": {"status": "running"}}
+    with pytest.raises(QMPAPIError) as info:
+        qemu.client.send("nope")
+    error = info.value
+    assert (error.class_name, error.description, error.transaction_id) == (
+        "CommandNotFound", "The command nope has not been found", None)
+    assert isinstance(error, RuntimeError) and isinstance(error, MachineError)
+    assert str(error) == "<QMP API error related to transaction None [CommandNotFound]: The command nope has not been found>"
+    assert qemu.commands[1:] == [{"execute": "query-status"}, {"execute": "nope"}]
+    assert qemu.client.command("query-status") == {"status": "running"}  # ours: an id, the return value
+    with pytest.raises(QMPAPIError) as info:
+        qemu.client.command("nope")
+    assert info.value.transaction_id == qemu.commands[-1]["id"]
+
+
+def test_a_reply_without_id_goes_to_send_while_commands_with_ids_wait():
+    held = []
+
+    def respond(cmd):
+        if cmd["execute"] == "slow":
+            held.append(cmd)
+            return None
+        if held:  # answer send's command, then the held one
+            qemu.send(answer(cmd, {"return": "fast"}))
+            return {"return": "slow", "id": held.pop()["id"]}
+        return answer(cmd, {"return": {}})
+
+    qemu = FakeQEMU(respond)
+    qemu.client.handshake(Deadline(5))
+    results = {}
+    t = threading.Thread(target=lambda: results.update(slow=qemu.client.command("slow")))
+    t.start()
+    while not held:
+        time.sleep(0.01)
+    assert qemu.client.send("fast") == {"return": "fast"}
+    t.join(5)
+    assert results == {"slow": "slow"}

@@ -1,4 +1,4 @@
-"""The QEMU human monitor: one command at a time, answer ends at the ``(qemu)`` prompt."""
+"""The QEMU human monitor: one command at a time, each answer ends with the ``(qemu) `` prompt."""
 
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ class Monitor:
         self.lock = threading.Lock()
 
     def wait_for_prompt(self, deadline: Deadline) -> str:
-        before, _ = self.stream.expect(PROMPT, deadline, "the QEMU monitor prompt")
-        return before.decode(errors="replace")
+        """Read through the next prompt; return all of it, the prompt included (as upstream)."""
+        before, prompt = self.stream.expect(PROMPT, deadline, "the QEMU monitor prompt")
+        return (before + prompt[0]).decode(errors="replace")
 
     def command(self, command: str, deadline: Deadline) -> str:
-        """Send one command line; return everything up to the next prompt."""
+        """Send one command line; return the answer through the next prompt (``... (qemu) ``)."""
         if "\n" in command:
             raise ValueError("a monitor command is one line")
         with self.lock:

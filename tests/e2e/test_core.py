@@ -161,3 +161,12 @@ except QMPAPIError as e:
 """)
     assert result.returncode == 0, result.stderr
     assert "QMP error: CommandNotFound None True True" in result.stderr
+
+
+def test_monitor_answers_end_with_the_prompt_as_upstreams(make_driver):
+    """nixpkgs' low_level test: `help` is over 10 kB, and the answer ends with the prompt."""
+    machine = make_driver(["alpha"]).machines[0]
+    machine.start()
+    answer = machine.send_monitor_command("help")
+    assert "balloon" in answer and answer.endswith("(qemu) ")
+    assert machine.send_monitor_command("info status").endswith("VM status: running\r\n(qemu) ")

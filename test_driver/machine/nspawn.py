@@ -210,7 +210,7 @@ class NspawnMachine(BaseMachine):
         for listener in self.crash_listeners:
             listener(self, self.post_mortem)
 
-    def shutdown(self, timeout: Duration = 900) -> None:
+    def shutdown(self, timeout: Duration | None = None) -> None:
         """Power the container off from inside (``systemctl poweroff``) and wait until it ended."""
         if not self.booted:
             return
@@ -219,8 +219,9 @@ class NspawnMachine(BaseMachine):
         self.execute("systemctl poweroff --no-block", check_output=True, timeout=60)
         self.wait_for_shutdown(timeout)
 
-    def wait_for_shutdown(self, timeout: Duration = 900) -> None:
-        """Wait (at most ``timeout`` seconds) until the container has ended; does not stop it."""
+    def wait_for_shutdown(self, timeout: Duration | None = None) -> None:
+        """Wait until the container has ended (at most ``timeout`` seconds; ``None``, the default:
+        as long as it takes); does not stop it."""
         if self.supervisor is None:
             return
         with self.nested("waiting for the container to power off"):

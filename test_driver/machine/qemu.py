@@ -472,8 +472,9 @@ class QemuMachine(BaseMachine):
         with self.lock:
             self.expect_exit = True
 
-    def wait_for_shutdown(self, timeout: Duration = 900) -> None:
-        """Wait (at most ``timeout`` seconds) until QEMU has exited; does not start a shutdown.
+    def wait_for_shutdown(self, timeout: Duration | None = None) -> None:
+        """Wait until QEMU has exited (at most ``timeout`` seconds; ``None``, the default, as
+        upstream: as long as it takes, a crash still ends the wait at once); does not start a shutdown.
         A death awaited here is not an error, whatever its cause."""
         if not self.booted or self.supervisor is None:
             return
@@ -487,7 +488,7 @@ class QemuMachine(BaseMachine):
             if self.post_mortem is not None and self.post_mortem.cause.startswith("crashed"):
                 self.log(f"the awaited shutdown was a crash: {self.post_mortem.cause}")
 
-    def shutdown(self, timeout: Duration = 900) -> None:
+    def shutdown(self, timeout: Duration | None = None) -> None:
         """Power the machine off from inside (``poweroff``) and wait until QEMU exited."""
         if not self.booted:
             return

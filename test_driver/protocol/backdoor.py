@@ -78,9 +78,11 @@ HELPERS = r"""
 exec {__td_fd}>&1  # hvc0, for the exit notices written from inside command substitutions
 # A command's stdin: hvc1, a console port the driver adds and never writes to (a terminal that
 # never delivers data nor EOF); /dev/null on a guest without it.
-__td_in=/dev/null; [[ -c /dev/hvc1 ]] && __td_in=/dev/hvc1
+# Opened once (an open of a console costs more than the dup each command makes of it).
+if [[ -c /dev/hvc1 ]]; then exec {__td_in}</dev/hvc1; else exec {__td_in}</dev/null; fi
 exec {__td_idle}<> <(:)  # a pipe that never has data: `read -t` on it sleeps without a fork
-__td_drain() {  # the command's shell exits: wait while a process it started holds its stdout
+__td_drain() {  # the command's shell exits: wait while a job it started holds its stdout
+  [[ ${!-} != "${1-}" ]] || return 0  # $! as the command started: no job since, no child left
   set +eu
   local out=/proc/$BASHPID/fd/1 p f t=0 holds known=() more
   local -A seen=()
@@ -115,15 +117,15 @@ __td_now() {
   local __td_o __td_m="@$1@"
   # The trap text holds the marker itself: when errexit fires inside the eval, bash
   # drops this function's locals before it runs the EXIT trap.
-  __td_o=$(trap "printf 'TD0 %s\n' $1 >&$__td_fd; __td_drain; printf %s $__td_m" EXIT
-           exec <"$__td_in"; if [[ ${3-} ]]; then bash -c "set -euo pipefail; $2"
+  __td_o=$(trap "printf 'TD0 %s\n' $1 >&$__td_fd; __td_drain ${!-}; printf %s $__td_m" EXIT
+           exec <&$__td_in; if [[ ${3-} ]]; then bash -c "set -euo pipefail; $2"
            else BASH_ARGV0=bash; __td_c=$2; set -euo pipefail --; eval "$__td_c"; fi)
   __td_reply "$1" $?
 }
 __td_run() {
   local __td_o __td_m="@$1@"
-  __td_o=$(set -m; (export __TD_TAG=$1; trap "printf 'TD0 %s\n' $1 >&$__td_fd; __td_drain" EXIT
-                    exec <"$__td_in"; if [[ ${3-} ]]; then bash -c "set -euo pipefail; $2"
+  __td_o=$(set -m; (export __TD_TAG=$1; trap "printf 'TD0 %s\n' $1 >&$__td_fd; __td_drain ${!-}" EXIT
+                    exec <&$__td_in; if [[ ${3-} ]]; then bash -c "set -euo pipefail; $2"
                     else BASH_ARGV0=bash; __td_c=$2; set -euo pipefail --; eval "$__td_c"; fi) &
            wait $!; __td_s=$?; printf %s "$__td_m"; exit $__td_s)
   __td_reply "$1" $?

@@ -492,8 +492,8 @@ class QemuMachine(BaseMachine):
         """Power the machine off from inside (``poweroff``) and wait until QEMU exited."""
         if not self.booted:
             return
+        self.connect()  # (before the exit is expected: connect() would wait for it)
         self._expect_exit()
-        self.connect()
         self.shell.run("poweroff")
         self.wait_for_shutdown(timeout)
 

@@ -80,7 +80,10 @@ exec {__td_fd}>&1  # hvc0, for the exit notices written from inside command subs
 # never delivers data nor EOF); /dev/null on a guest without it.
 # Opened once (an open of a console costs more than the dup each command makes of it).
 if [[ -c /dev/hvc1 ]]; then exec {__td_in}</dev/hvc1; else exec {__td_in}</dev/null; fi
-exec {__td_idle}<> <(:)  # a pipe that never has data: `read -t` on it sleeps without a fork
+# A pipe that never has data, opened read-write (never EOF): `read -t` on it sleeps without
+# a fork.  Made by a coproc, not <(:), which needs /dev/fd; the coproc waits until it is open.
+coproc __td_pipe { read -r; }
+exec {__td_idle}<>"/proc/$$/fd/${__td_pipe[0]}"; exec {__td_pipe[1]}>&-; wait $__td_pipe_PID
 __td_drain() {  # the command's shell exits: wait while a job it started holds its stdout
   [[ ${!-} != "${1-}" ]] || return 0  # $! as the command started: no job since, no child left
   set +eu
@@ -97,7 +100,7 @@ __td_drain() {  # the command's shell exits: wait while a job it started holds i
       for f in /proc/${known[p]}/fd/*; do [[ $f -ef $out ]] && { holds=1; break 2; }; done
     done 2>/dev/null
     [[ $holds ]] || return 0
-    read -t 0.$((t < 4 ? ++t : 5)) -u $__td_idle
+    read -t 0.$((t < 4 ? ++t : 5)) -u $__td_idle; (($? > 128)) || sleep 0.5  # > 128: timed out
   done
 }
 __td_reply() {  # reply to command $1 (status $2) with __td_o less its end marker __td_m

@@ -46,11 +46,16 @@ class RequestedAssertionFailed(TestScriptError):
 class WaitTimeout(RequestedAssertionFailed):
     """A wait ran out of time."""
 
-    def __init__(self, what: str, timeout: float, last_state: str | None = None) -> None:
+    def __init__(self, what: str | None, timeout: float, last_state: str | None = None,
+                 elapsed: float | None = None) -> None:
         self.what = what
         self.timeout = timeout
         self.last_state = last_state
-        message = f"timed out after {timeout:g}s waiting for {what}"
+        self.elapsed = timeout if elapsed is None else elapsed
+        # upstream's words first (scripts and log readers match them), then what was awaited
+        message = f"action timed out after {self.elapsed:.2f} seconds (timeout={float(timeout)})"
+        if what:
+            message += f" waiting for {what}"
         if last_state:
             message += f"; last state: {last_state}"
         super().__init__(message)

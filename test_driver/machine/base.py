@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import difflib
-import inspect
 import re
 import shlex
 import shutil
@@ -20,58 +19,39 @@ from ..errors import RequestedAssertionFailed, WaitTimeout
 from ..logger import AbstractLogger
 
 
-_DEFAULT: Any = object()  # "timeout not given", as opposed to timeout=None (no limit)
+DEFAULT_WAIT = 900.0
+"""Seconds a wait (``retry``, ``wait_for_*``) lasts when given no timeout, as upstream."""
 
 
-def _wants_last_try(fn: Callable[..., Any]) -> bool:
-    """Whether ``fn`` speaks the old protocol: one ``bool`` argument, True on the last call."""
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return False
-    return bool(params) and params[0].annotation in (bool, "bool")
-
-
-def retry(fn: Callable[..., Any], timeout_seconds: Duration | None = 900,
-          timeout: Duration | None = _DEFAULT) -> None:
-    """Call ``fn(remaining)`` until it returns something true, within ``timeout``.
-
-    ``remaining`` is the seconds left (a float above zero), or None when ``timeout``
-    is None (no limit).  A call that starts before the deadline counts even if it
-    returns after it; no call starts after it, so a zero timeout makes none.  The
-    calls come quickly at first (0.1 s apart, doubling up to 1 s).  Raises
-    ``WaitTimeout`` (a ``RequestedAssertionFailed``) when time is up.
-
-    A function whose argument is annotated ``bool`` gets the older protocol:
-    ``fn(False)`` until the deadline, then one last ``fn(True)``.
-    """
-    limit = timeout_seconds if timeout is _DEFAULT else timeout
-    deadline = Deadline(limit)
-    legacy = _wants_last_try(fn)
-    pause = 0.1
-    while True:
-        left = deadline.remaining()
-        if left is not None and left <= 0:
-            break
-        if fn(False if legacy else left):
+def wait_until(check: Callable[[bool], Any], timeout: Duration | None, what: str | None,
+               last_state: Callable[[], str | None] = lambda: None, pause: float = 0.1) -> None:
+    """Upstream's retry loop: ``check(False)`` until it returns something true or
+    ``timeout`` (None: 15 minutes) has passed, then one last ``check(True)``; a probe
+    is never cut short by the deadline.  Pauses start at ``pause`` and double up to
+    1 s.  Raises ``WaitTimeout`` saying what was awaited and the last state seen."""
+    limit = DEFAULT_WAIT if timeout is None else seconds(timeout) or 0.0
+    tic = time.monotonic()
+    while time.monotonic() - tic < limit:
+        if check(False):
             return
-        left = deadline.remaining()
-        time.sleep(pause if left is None else min(pause, left))
+        time.sleep(max(0.0, min(pause, limit - (time.monotonic() - tic))))
         pause = min(pause * 2, 1.0)
-    if legacy and fn(True):
-        return
-    raise WaitTimeout("the condition to hold", seconds(limit) or 0.0,
-                      f"still false after {deadline.elapsed():.2f}s")
+    if not check(True):
+        raise WaitTimeout(what, limit, last_state(), elapsed=time.monotonic() - tic)
 
 
-def wait_until(check: Callable[[float | None], bool], timeout: Duration | None, what: str,
-               last_state: Callable[[], str]) -> None:
-    """``retry`` ``check(remaining)`` until it holds; on timeout, say what was awaited
-    and the last state seen."""
-    try:
-        retry(check, timeout=timeout)
-    except WaitTimeout as exc:
-        raise WaitTimeout(what, exc.timeout, last_state()) from None
+def retry(fn: Callable[[bool], Any], timeout_seconds: Duration | None = None,
+          timeout: Duration | None = None) -> None:
+    """Call ``fn(False)`` once a second until it returns something true; when
+    ``timeout`` (seconds or ``timedelta``; None: 15 minutes) has passed, make one
+    last call, ``fn(True)``, so a zero timeout still makes one.  Raises
+    ``RequestedAssertionFailed`` (a ``WaitTimeout``: "action timed out after ...")
+    if that is false too.  ``timeout_seconds`` is the older name of ``timeout``."""
+    if timeout_seconds is not None:
+        if timeout is not None:
+            raise TypeError("retry() takes 'timeout' or the older 'timeout_seconds', not both")
+        timeout = timeout_seconds
+    wait_until(fn, timeout, None, pause=1.0)
 
 
 def make_command(args: list[Any]) -> str:
@@ -207,25 +187,27 @@ class BaseMachine(ABC):
                     attempt_timeout: Duration | None) -> str:
         output = ""
         status = -1
-        per_attempt = seconds(attempt_timeout)
 
-        def check(left: float | None) -> bool:
+        def check(_last_try: bool) -> bool:
             nonlocal output, status
-            bounds = [b for b in (left, per_attempt) if b is not None]
-            status, output = self.execute(command, timeout=min(bounds) if bounds else None)
+            # as upstream, an attempt may take the whole timeout (unless attempt_timeout says less)
+            status, output = self.execute(command, timeout=timeout if attempt_timeout is None
+                                          else attempt_timeout)
             return (status == 0) == want_success
 
+        # attempts 1 s apart, as upstream's: the command is the script's, and may count
         wait_until(check, timeout, f"`{command}` to {'succeed' if want_success else 'fail'}",
-                   lambda: f"exit status {status}, output {output[-200:]!r}")
+                   lambda: f"exit status {status}, output {output[-200:]!r}", pause=1.0)
         return output
 
     def wait_until_succeeds(self, command: str, timeout: Duration = 900,
                             attempt_timeout: Duration | None = None) -> str:
-        """Repeat ``command`` until it succeeds; return its output.
+        """Repeat ``command`` (a second apart) until it succeeds; return its output.
 
-        ``timeout`` bounds the whole wait; ``attempt_timeout`` bounds one attempt (a
-        command still running then is stopped, status 124, and tried again).  Without
-        it an attempt may take what is left of ``timeout``."""
+        Attempts start until ``timeout`` has passed, then one last attempt is made,
+        as upstream's.  Each attempt may take ``timeout`` itself, or
+        ``attempt_timeout`` when given (a command still running then is stopped,
+        status 124, and tried again)."""
         with self.nested(f"waiting for success: {command}"):
             return self._wait_until(command, True, timeout, attempt_timeout)
 
@@ -236,9 +218,16 @@ class BaseMachine(ABC):
         with self.nested(f"waiting for failure: {command}"):
             return self._wait_until(command, False, timeout, attempt_timeout)
 
-    def sleep(self, secs: Duration) -> None:
-        """Sleep ``secs`` seconds of guest time (runs ``sleep`` in the machine)."""
-        self.succeed(f"sleep {seconds(secs):g}")
+    def sleep(self, secs: Duration | None = None, duration: Duration | None = None) -> None:
+        """Sleep ``duration`` (a ``timedelta`` or seconds; ``secs`` is its older
+        name) of guest time: runs ``sleep`` in the machine."""
+        if secs is not None:
+            if duration is not None:
+                raise TypeError("sleep() takes 'duration' or the older 'secs', not both")
+            duration = secs
+        if duration is None:
+            raise TypeError("sleep() missing required argument 'duration'")
+        self.succeed(f"sleep {seconds(duration)}")
 
     # --- systemd ---------------------------------------------------------------------
     def systemctl(self, q: str, user: str | None = None) -> tuple[int, str]:
@@ -262,11 +251,12 @@ class BaseMachine(ABC):
         """The value of one property of a systemd unit."""
         status, output = self.systemctl(f'--no-pager show "{unit}" --property="{property}"', user)
         if status != 0:
-            raise RequestedAssertionFailed(f'retrieving property "{property}" of unit "{unit}"'
-                                           f" failed with exit code {status}")
+            raise RequestedAssertionFailed(f'retrieving systemctl property "{property}" for unit "{unit}"'
+                                           + (f' under user "{user}"' if user else "")
+                                           + f" failed with exit code {status}")
         name, sep, value = output.rstrip("\n").partition("=")
-        if name != property or not sep:
-            raise RequestedAssertionFailed(f"systemctl show printed {output!r} for {property} of {unit}")
+        if name != property or not sep:  # an AssertionError, as upstream's
+            raise AssertionError(f'systemctl show --property "{property}" "{unit}" produced invalid output: {output}')
         return value
 
     def wait_for_unit(self, unit: str, user: str | None = None, timeout: Duration = 900) -> None:
@@ -274,7 +264,7 @@ class BaseMachine(ABC):
         is inactive with no job pending."""
         state = "unknown"
 
-        def check_active(_left: float | None) -> bool:
+        def check_active(_last_try: bool) -> bool:
             nonlocal state
             state = self.get_unit_property(unit, "ActiveState", user)
             if state == "failed":
@@ -294,7 +284,7 @@ class BaseMachine(ABC):
         ``activating``, ``reloading``, ``deactivating``, ``failed``)."""
         seen = "unknown"
 
-        def reached(_left: float | None) -> bool:
+        def reached(_last_try: bool) -> bool:
             nonlocal seen
             seen = self.get_unit_property(unit, "ActiveState", user)
             return seen == state
@@ -309,10 +299,11 @@ class BaseMachine(ABC):
     def require_unit_state(self, unit: str, require_state: str = "active") -> None:
         """Assert that a unit's ActiveState is ``require_state`` now."""
         with self.nested(f"checking if unit '{unit}' has reached state '{require_state}'"):
-            state = self.get_unit_info(unit).get("ActiveState")
+            state = self.get_unit_info(unit)["ActiveState"]
             if state != require_state:
                 raise RequestedAssertionFailed(
-                    f"Expected unit '{unit}' to be in state '{require_state}' but it is in state '{state}'")
+                    # upstream's words, its doubled "to" included: a script may match them
+                    f"Expected unit '{unit}' to to be in state '{require_state}' but it is in state '{state}'")
 
     def start_job(self, jobname: str, user: str | None = None) -> tuple[int, str]:
         """``systemctl start jobname``."""
@@ -325,8 +316,8 @@ class BaseMachine(ABC):
     # --- files and ports -------------------------------------------------------------
     def _wait_for_status(self, command: str, want_zero: bool, what: str, timeout: Duration) -> None:
         with self.nested(f"waiting for {what}"):
-            # each probe may take what is left of the wait, no more (a blocked `nc` ends with it)
-            wait_until(lambda left: (self.execute(command, timeout=left)[0] == 0) == want_zero, timeout, what,
+            # each probe has execute's own bound, as upstream's: never cut short by the wait
+            wait_until(lambda _last_try: (self.execute(command)[0] == 0) == want_zero, timeout, what,
                        lambda: f"`{command}` still {'fails' if want_zero else 'succeeds'}")
 
     def wait_for_file(self, filename: str, timeout: Duration = 900) -> None:
@@ -397,9 +388,11 @@ class BaseMachine(ABC):
         matcher = re.compile(regexp)
         text = ""
 
-        def matches(_left: float | None) -> bool:
+        def matches(last_try: bool) -> bool:
             nonlocal text
             text = self.get_tty_text(tty)
+            if last_try:
+                self.log(f"Last chance to match /{regexp}/ on TTY{tty}, which currently contains: {text}")
             return matcher.search(text) is not None
 
         with self.nested(f"waiting for {regexp} to appear on tty {tty}"):

@@ -132,7 +132,7 @@ class NspawnMachine(BaseMachine):
             return
         probe = self._nsenter("systemctl show --property=Version >/dev/null 2>&1")
 
-        def answers(_left: float | None) -> bool:
+        def answers(_last_try: bool) -> bool:
             self._raise_if_stopped()
             return subprocess.run(probe, stdin=subprocess.DEVNULL, env=ENVIRONMENT).returncode == 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import signal
@@ -424,6 +425,8 @@ class QemuMachine(BaseMachine):
 
     def _execute(self, command: str, check_return: bool = True, check_output: bool = True,
                  timeout: Duration | None = 900) -> tuple[int, str]:
+        if timeout is not None and seconds(timeout) == 0:
+            timeout = None  # upstream runs `timeout 0`, which coreutils takes as no limit
         self.connect()
         with self._command_lock:
             self.running_command = command
@@ -564,21 +567,25 @@ class QemuMachine(BaseMachine):
         proc.stdin.flush()
 
     def wait_for_console_text(self, regex: str, timeout: Duration | None = None) -> None:
-        """Wait until ``regex`` matches the serial console output not yet matched by an
-        earlier wait.  ``timeout=None`` waits as long as the machine runs."""
+        """Wait until ``regex`` matches the serial console lines not consumed by an earlier
+        wait, as upstream: lines joined with nothing between them (each without its line
+        end), searched after each line; the lines up to the one completing the match are
+        consumed, as are all of them on a timeout.  ``timeout=None`` waits as long as the
+        machine runs (upstream waits forever even on a dead machine; ours raises)."""
         pattern = re.compile(regex)
+        seen = ""  # the lines looked at so far, joined
         with self.nested(f"waiting for {regex} to appear on console"):
             with self.console_cond:
                 def look() -> bool:
-                    lines = self.full_console_log[self._console_cursor:]
-                    text = "\n".join(lines)
-                    match = pattern.search(text)
-                    if match is None:
-                        if not self.booted and self.stopped is not None:
-                            raise self.stopped
-                        return False
-                    self._console_cursor += text.count("\n", 0, match.end()) + 1
-                    return True
+                    nonlocal seen
+                    while self._console_cursor < len(self.full_console_log):
+                        seen += self.full_console_log[self._console_cursor]
+                        self._console_cursor += 1
+                        if pattern.search(seen):
+                            return True
+                    if not self.booted and self.stopped is not None:
+                        raise self.stopped
+                    return False
 
                 wait_for(self.console_cond, look, Deadline(timeout), f"/{regex}/ on the serial console",
                          lambda: f"last serial line: {self._last_serial()!r}")
@@ -607,12 +614,9 @@ class QemuMachine(BaseMachine):
             EfiVars(self.efi_vars_path, self).write(variables)
 
     def read_efi_vars(self) -> list[EfiVariable]:
-        """The live UEFI variables in the store, as the firmware left them.
-        Fails while the machine runs, or if there is no store."""
-        found = EfiVars(self.efi_vars_path, self).variables()
-        if found is None:
-            raise RequestedAssertionFailed(f"{self.name} has no UEFI variable store ({self.efi_vars_path})")
-        return found
+        """The live UEFI variables in the store, as the firmware left them; none (``[]``)
+        if there is no store yet, as upstream.  Fails while the machine runs."""
+        return EfiVars(self.efi_vars_path, self).variables() or []
 
     def dump_efi_vars(self) -> None:
         """Log every live UEFI variable of the store: vendor, name, attributes, data."""
@@ -640,17 +644,17 @@ class QemuMachine(BaseMachine):
         with self.nested(f"making screenshot {filename}", {"image": os.path.basename(filename)}):
             self._screendump_png(Path(filename))
 
-    def send_key(self, key: str, delay: float | None = 0.01, log: bool | None = True) -> None:
-        """Press a key: QEMU ``sendkey`` syntax (e.g. ``ctrl-alt-delete``) or one character."""
-        key = key_for(key)
-        if log:
-            self.log(f"sending key {key!r}")
-        self.send_monitor_command(f"sendkey {key}")
+    def send_key(self, key: str, delay: Duration | None = 0.01, log: bool | None = True) -> None:
+        """Press a key: QEMU ``sendkey`` syntax (e.g. ``ctrl-alt-delete``) or one character;
+        then wait ``delay`` (seconds or ``timedelta``)."""
+        with self.nested(f"sending key {key!r}") if log else contextlib.nullcontext():
+            self.send_monitor_command(f"sendkey {key_for(key)}")
         if delay is not None:
-            time.sleep(delay)
+            time.sleep(seconds(delay) or 0.0)
 
-    def send_chars(self, chars: str, delay: float | None = 0.01) -> None:
-        """Type ``chars`` on the virtual keyboard, e.g. ``send_chars("ls\\n")``."""
+    def send_chars(self, chars: str, delay: Duration | None = 0.01) -> None:
+        """Type ``chars`` on the virtual keyboard, e.g. ``send_chars("ls\\n")``, waiting
+        ``delay`` (seconds or ``timedelta``) after each key."""
         with self.nested(f"sending keys {chars!r}"):
             for char in chars:
                 self.send_key(char, delay, log=False)
@@ -678,10 +682,13 @@ class QemuMachine(BaseMachine):
         """Wait until OCR of the screen matches ``regex`` (in any variant)."""
         texts: list[str] = []
 
-        def matches(_left: float | None) -> bool:
+        def matches(last_try: bool) -> bool:
             nonlocal texts
             texts = self._ocr()
-            return any(re.search(regex, text) for text in texts)
+            found = any(re.search(regex, text) for text in texts)
+            if last_try and not found:
+                self.log(f"Last OCR attempt failed. Text was: {texts}")
+            return found
 
         with self.nested(f"waiting for {regex} to appear on screen"):
             wait_until(matches, timeout, f"/{regex}/ on the screen",
@@ -693,7 +700,7 @@ class QemuMachine(BaseMachine):
         command = ('journalctl -b SYSLOG_IDENTIFIER=systemd | grep -q "Reached target Current graphical"'
                    " && [ -e /tmp/.X11-unix/X0 ]")
         with self.nested("waiting for the X11 server"):
-            wait_until(lambda left: self.execute(command, timeout=left)[0] == 0, timeout, "the X11 server",
+            wait_until(lambda _last_try: self.execute(command)[0] == 0, timeout, "the X11 server",
                        lambda: "no graphical target reached or no /tmp/.X11-unix/X0")
 
     def get_window_names(self) -> list[str]:
@@ -706,12 +713,15 @@ class QemuMachine(BaseMachine):
         pattern = re.compile(regexp)
         names: list[str] = []
 
-        def visible(_left: float | None) -> bool:
+        def visible(last_try: bool) -> bool:
             nonlocal names
             names = self.get_window_names()
+            if last_try:
+                self.log(f"Last chance to match {regexp} on the window list, which currently contains: "
+                         + ", ".join(names))
             return any(pattern.search(name) for name in names)
 
-        with self.nested(f"waiting for a window matching {regexp}"):
+        with self.nested("waiting for a window to appear"):
             wait_until(visible, timeout, f"a window matching /{regexp}/",
                        lambda: f"windows: {', '.join(names) or 'none'}")
 

@@ -166,6 +166,11 @@ __td_kill() {
 }
 """
 
+# Commands that get a bash of their own (one fork and exec more), as upstream's `bash -c`; the
+# others are eval'd in a subshell.  `$$` is the command's own shell there; a command that execs
+# or sets traps would replace the subshell or the EXIT trap that marks the end of its output.
+OWN_SHELL = re.compile(r"\$\$|\$\{\$\}|\b(?:exec|trap)\b")
+
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-+=.,/:@%^&*()[]{}<>|;~#?!$\"`")
 
 
@@ -209,15 +214,12 @@ class Backdoor:
         An interruptible command runs as a background job of its own process
         group, so that ``interrupt`` can reach it (three forks in the guest).
         Otherwise it runs in the shell's foreground with one fork, and nothing
-        can stop it from the host; its output loses trailing newlines if it
-        replaces the EXIT trap or execs.
+        can stop it from the host.
         """
         nonce = secrets.token_hex(8)
         quoted = ansi_c_quote(command)
         self.issued[nonce] = time.monotonic()
-        # $$ is the command's own shell under upstream's `bash -c`: a command that names it
-        # gets a bash of its own (one fork and exec more); the others are eval'd in a subshell.
-        own = " 1" if "$$" in command or "${$}" in command else ""
+        own = " 1" if OWN_SHELL.search(command) else ""
         line = (f"set -m; __td_run {nonce} {quoted}{own} </dev/null & __td_p=$!; set +m" if interruptible
                 else f"__td_now {nonce} {quoted}{own}")
         self.send(line.encode() + b"\n")

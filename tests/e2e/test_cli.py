@@ -86,7 +86,7 @@ def test_unknown_machine_name_lists_machines(run):
 def test_guest_without_backdoor_times_out_clearly(run):
     result = run("machine.connect(timeout=8)\n", append={"machine": "td.nobackdoor"})
     assert result.returncode == 1
-    assert "timed out after 8s waiting for the backdoor greeting" in result.stderr
+    assert "(timeout=8.0) waiting for the backdoor greeting" in result.stderr
     assert "last serial line" in result.stderr
 
 

@@ -6,6 +6,7 @@ stdin, and start_all() returns once every QEMU runs; each row here fails on a dr
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import threading
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from test_driver.errors import MachineCrashed
+from test_driver.errors import MachineCrashed, RequestedAssertionFailed
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +77,35 @@ def test_output_of_a_background_job_comes_whole(vm, timeout):
     tic = time.monotonic()
     assert vm.succeed("sleep 30 >/dev/null 2>&1 & echo quick", timeout=timeout) == "quick\n"
     assert time.monotonic() - tic < 10
+
+
+def test_console_text_is_searched_as_upstream_joins_it(vm):
+    """Upstream appends each console line (without its end) to what it already read, with nothing
+    between, and searches after each line."""
+    vm.succeed("echo FIRSTPART >&2; echo SECONDPART >&2")
+    vm.wait_for_console_text("FIRSTPARTSECONDPART", timeout=10)
+    # `$` is the end of the newest line: found even when more lines came in the same burst
+    vm.succeed("echo ANCHORED-LINE >&2; echo later >&2; echo later >&2")
+    vm.wait_for_console_text("ANCHORED-LINE$", timeout=10)
+    # the lines up to the match are consumed: a second wait sees only what came after
+    vm.succeed("echo ONCE-ONLY >&2; echo AFTER-IT >&2")
+    vm.wait_for_console_text("ONCE-ONLY", timeout=10)
+    vm.wait_for_console_text("AFTER-IT", timeout=10)
+    with pytest.raises(RequestedAssertionFailed, match="action timed out after"):
+        vm.wait_for_console_text("ONCE-ONLY", timeout=1)
+
+
+def test_a_zero_timeout_is_no_limit(vm):
+    """Upstream runs `timeout 0 ...`, which coreutils takes as no limit."""
+    assert vm.execute("sleep 1; echo done", timeout=0) == (0, "done\n")
+    assert vm.succeed("echo fine", timeout=dt.timedelta(0)) == "fine\n"
+
+
+def test_durations_may_be_timedeltas(vm):
+    vm.sleep(duration=dt.timedelta(milliseconds=200))
+    vm.send_key("a", delay=dt.timedelta(milliseconds=5))
+    vm.send_chars("bc", delay=dt.timedelta(milliseconds=5))
+    assert vm.succeed("echo ok") == "ok\n"
 
 
 def test_start_all_returns_while_the_guests_still_boot(make_driver, log):

@@ -75,6 +75,15 @@ def test_trailing_newlines_and_no_newline_are_kept(guest):
     assert guest.run("true") == (0, b"")
 
 
+def test_a_command_that_execs_or_sets_traps_keeps_its_trailing_newlines(guest):
+    assert guest.run("exec echo hi") == (0, b"hi\n")
+    assert guest.run("echo a; exec printf 'b\\n\\n'") == (0, b"a\nb\n\n")
+    assert guest.run("trap 'echo bye' EXIT; echo hi") == (0, b"hi\nbye\n")
+    assert guest.run("trap - EXIT; echo plain") == (0, b"plain\n")
+    assert guest.run("exec sh -c 'exit 4'")[0] == 4
+    assert guest.run("echo next") == (0, b"next\n")
+
+
 def test_errexit_keeps_status_and_trailing_newline(guest):
     assert guest.run("echo out; (exit 3); echo never") == (0 + 3, b"out\n")
     assert guest.run("f() { return 5; }; f") == (5, b"")

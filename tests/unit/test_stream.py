@@ -31,7 +31,7 @@ def test_match_split_across_feeds_is_found():
 def test_timeout_names_what_and_last_bytes():
     s = Stream("t")
     s.feed(b"boot boot boot")
-    with pytest.raises(WaitTimeout, match=r"after 0.2s waiting for the thing.*boot boot"):
+    with pytest.raises(WaitTimeout, match=r"after 0.2\d seconds \(timeout=0.2\) waiting for the thing.*boot boot"):
         s.expect(re.compile(rb"never"), Deadline(0.2), "the thing")
 
 

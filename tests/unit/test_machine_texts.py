@@ -1,0 +1,86 @@
+"""BaseMachine methods built on execute(): the commands they run, their arguments and their
+errors, as upstream's, checked against a machine whose execute() answers from a script."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from test_driver.deadline import Duration
+from test_driver.errors import RequestedAssertionFailed
+from test_driver.logger import TerminalLogger
+from test_driver.machine.base import BaseMachine
+
+
+class Scripted(BaseMachine):
+    """Answers each command with ``answer(command)``; records what it was asked."""
+
+    def __init__(self, tmp_path: Path, answer: Callable[[str], tuple[int, str]]) -> None:
+        super().__init__(tmp_path, "m", TerminalLogger(io.StringIO(), colour=False), tmp_path)
+        self.answer = answer
+        self.asked: list[tuple[str, Duration | None]] = []
+
+    def is_up(self) -> bool:
+        return True
+
+    def start(self) -> None:
+        pass
+
+    def wait_for_shutdown(self) -> None:
+        pass
+
+    def _execute(self, command: str, check_return: bool, check_output: bool,
+                 timeout: Duration | None) -> tuple[int, str]:
+        self.asked.append((command, timeout))
+        return self.answer(command)
+
+
+def test_sleep_takes_a_duration_or_the_older_secs(tmp_path: Path):
+    m = Scripted(tmp_path, lambda command: (0, ""))
+    m.sleep(duration=dt.timedelta(seconds=1.5))
+    m.sleep(2)
+    assert [command for command, _ in m.asked] == ["sleep 1.5", "sleep 2.0"]
+    with pytest.raises(TypeError):
+        m.sleep(1, duration=dt.timedelta(seconds=1))
+    with pytest.raises(TypeError):
+        m.sleep()
+
+
+def test_require_unit_state_says_what_upstream_says(tmp_path: Path):
+    m = Scripted(tmp_path, lambda command: (0, "Id=x.service\nActiveState=inactive\n"))
+    with pytest.raises(RequestedAssertionFailed) as caught:
+        m.require_unit_state("x.service")
+    assert str(caught.value) == ("Expected unit 'x.service' to to be in state 'active' "
+                                 "but it is in state 'inactive'")
+
+
+def test_get_unit_property_failures_as_upstream(tmp_path: Path):
+    m = Scripted(tmp_path, lambda command: (1, ""))
+    with pytest.raises(RequestedAssertionFailed, match='^retrieving systemctl property "ActiveState" for unit '
+                                                      '"x.service" under user "alice" failed with exit code 1$'):
+        m.get_unit_property("x.service", "ActiveState", "alice")
+    garbled = Scripted(tmp_path, lambda command: (0, "nonsense\n"))
+    with pytest.raises(AssertionError, match="produced invalid output"):
+        garbled.get_unit_property("x.service", "ActiveState")
+
+
+def test_each_attempt_of_wait_until_succeeds_may_take_the_whole_timeout(tmp_path: Path):
+    results = iter([(1, "no"), (0, "yes\n")])
+    m = Scripted(tmp_path, lambda command: next(results))
+    assert m.wait_until_succeeds("probe", timeout=30) == "yes\n"
+    assert m.asked == [("probe", 30), ("probe", 30)]
+    m.asked.clear()
+    results = iter([(0, "yes\n")])
+    m.wait_until_succeeds("probe", timeout=30, attempt_timeout=dt.timedelta(seconds=2))
+    assert m.asked == [("probe", dt.timedelta(seconds=2))]
+
+
+def test_a_probe_is_never_cut_by_the_waits_deadline(tmp_path: Path):
+    m = Scripted(tmp_path, lambda command: (0, ""))
+    m.wait_for_open_port(80, timeout=1)
+    m.wait_for_file("/x", timeout=1)
+    assert [timeout for _, timeout in m.asked] == [900, 900]  # execute's own default, as upstream's

@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
             status = 130
     except Exception as exc:
         if not isinstance(exc, TestScriptError) and not _raised_by_script(exc, script):
-            logger.error("".join(traceback.format_exception(exc)).rstrip())  # a bug of the driver
+            logger.report_error("".join(traceback.format_exception(exc)).rstrip())  # a bug of the driver
         failure = exc
         status = 1
     finally:

@@ -288,7 +288,7 @@ class Driver:
         self.timed_out = (f"test timed out after {self.global_timeout:g}s while running: "
                           f"{self.describe_activity()}")
         with self.logger.nested("timeout reached; test terminating..."):
-            self.logger.error(self.timed_out)
+            self.logger.report_error(self.timed_out)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(30)
         for machine in self.machines:
@@ -380,7 +380,7 @@ class Driver:
                   for i in range(len(calls)) if i != first]
         exc.add_note(f"in parallel: {who(first)} failed first; " + "; ".join(others))
         for line in others:
-            self.logger.error(line)
+            self.logger.report_error(line)
         raise exc
 
     @contextmanager
@@ -394,7 +394,7 @@ class Driver:
                 except BaseException as exc:
                     if self.failed_subtest is None:
                         self.failed_subtest = list(self.subtests)
-                    self.logger.error(f'Test "{name}" failed with error: "{exc}"')
+                    self.logger.report_error(f'Test "{name}" failed with error: "{exc}"')
                     raise
         finally:
             self.subtests.pop()

@@ -78,6 +78,10 @@ class AbstractLogger(ABC):
     def error(self, message: str, attributes: dict[str, str] = {}) -> None:
         self._at(LogLevel.ERROR, message, attributes)
 
+    def report_error(self, message: str, attributes: dict[str, str] = {}) -> None:
+        """An error line of the driver's own (a crash, a timeout) that does not end the test."""
+        self.error(message, attributes)
+
     def log_test_error(self, message: str, attributes: dict[str, str] = {}) -> None:
         """A line of the report on a failed test (the '!!!' lines)."""
         self.error(message, attributes)
@@ -455,6 +459,12 @@ class CompositeLogger(AbstractLogger):
         self._each("warning", message, attributes)
 
     def error(self, message: str, attributes: dict[str, str] = {}) -> None:
+        """Log an error line, then end the test with status 1 (``sys.exit(1)``), as upstream's
+        ``log.error`` does.  The driver's own error lines use ``report_error``."""
+        self.report_error(message, attributes)
+        sys.exit(1)
+
+    def report_error(self, message: str, attributes: dict[str, str] = {}) -> None:
         self._each("error", message, attributes)
 
     def log_test_error(self, message: str, attributes: dict[str, str] = {}) -> None:

@@ -204,7 +204,7 @@ class NspawnMachine(BaseMachine):
         if expected:
             self.log(f"container stopped: systemd-nspawn {exit.describe()}")
             return
-        self.logger.error(self.post_mortem.summary(), {"machine": self.name})
+        self.logger.report_error(self.post_mortem.summary(), {"machine": self.name})
         self.logger.event("crash", machine=self.name, cause=cause, exit=exit.describe(),
                           running_command=self.running_command)
         for listener in self.crash_listeners:
@@ -239,7 +239,7 @@ class NspawnMachine(BaseMachine):
             self.expect_exit = True
         if self.booted:
             self.logger.info(f"kill container (pid {self.pid})", {"machine": self.name})
-        self.supervisor.release(lambda message: self.logger.error(message, {"machine": self.name}))
+        self.supervisor.release(lambda message: self.logger.report_error(message, {"machine": self.name}))
 
     def ssh_backdoor_command(self, index: int) -> str:
         """The ssh command reaching this container's ssh backdoor (systemd's unix-export socket)."""

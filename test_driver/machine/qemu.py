@@ -336,7 +336,7 @@ class QemuMachine(BaseMachine):
         with self.console_cond:
             self.console_cond.notify_all()
         if crashed:
-            self.logger.error(self.post_mortem.summary(), {"machine": self.name})
+            self.logger.report_error(self.post_mortem.summary(), {"machine": self.name})
             self.logger.event("crash", machine=self.name, cause=cause, exit=exit.describe(),
                               running_command=self.post_mortem.running_command)
             for listener in self.crash_listeners:
@@ -357,7 +357,7 @@ class QemuMachine(BaseMachine):
             self.logger.event("restart", machine=self.name, restart=restart, delay=delay)
             self._start()
         except Exception as exc:
-            self.logger.error(f"restart failed: {exc}", {"machine": self.name})
+            self.logger.report_error(f"restart failed: {exc}", {"machine": self.name})
         finally:
             with self.lock:
                 self.restarting = False
@@ -530,7 +530,7 @@ class QemuMachine(BaseMachine):
         self._expect_exit()
         if self.pid is not None:
             self.logger.info(f"kill machine (pid {self.pid})", {"machine": self.name})
-        self.supervisor.release(lambda message: self.logger.error(message, {"machine": self.name}))
+        self.supervisor.release(lambda message: self.logger.report_error(message, {"machine": self.name}))
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 import traceback
@@ -196,7 +197,9 @@ def main(argv: list[str] | None = None) -> None:
             status = 143
         else:
             logger.log_test_error(f"interrupted ({exc or 'SIGINT'}); machines stopped")
-            status = 130
+            # as a shell reports a process killed by the signal, as upstream's: SIGINT 130,
+            # SIGTERM 143, SIGHUP 129 (ours stops the machines and closes the logs first)
+            status = 128 + getattr(exc, "signum", signal.SIGINT)
     except Exception as exc:
         if not isinstance(exc, TestScriptError) and not _raised_by_script(exc, script):
             logger.report_error("".join(traceback.format_exception(exc)).rstrip())  # a bug of the driver

@@ -8,24 +8,14 @@ last state seen), or ``check`` raises (e.g. the machine died).
 
 from __future__ import annotations
 
-import datetime
 import threading
 import time
-from typing import Callable, TypeVar, Union
+from typing import Callable, TypeVar
 
+from .duration import Duration as Duration, seconds as seconds  # defined there, used from here too
 from .errors import WaitTimeout
 
-Duration = Union[int, float, datetime.timedelta]
 T = TypeVar("T")
-
-
-def seconds(timeout: Duration | None) -> float | None:
-    """Timeouts are seconds (int/float) or a ``datetime.timedelta``."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, datetime.timedelta):
-        return timeout.total_seconds()
-    return float(timeout)
 
 
 class Deadline:

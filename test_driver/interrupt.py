@@ -136,11 +136,17 @@ def _handler(make_error: Callable[[int], BaseException]) -> Callable[[int, Frame
     return handle
 
 
+class Interrupted(KeyboardInterrupt):
+    """A signal that ends the run (``signum``): bare for Ctrl-C, naming any other signal."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(*(() if signum == signal.SIGINT else (f"received {signal.Signals(signum).name}",)))
+
+
 def interrupted(signum: int) -> KeyboardInterrupt:
-    """The exception for ``signum``: a bare one for Ctrl-C, one naming any other signal."""
-    if signum == signal.SIGINT:
-        return KeyboardInterrupt()
-    return KeyboardInterrupt(f"received {signal.Signals(signum).name}")
+    """The exception for ``signum``."""
+    return Interrupted(signum)
 
 
 def install(signums: Iterable[int] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP),

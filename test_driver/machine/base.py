@@ -360,20 +360,21 @@ class BaseMachine(ABC):
                          make_command(["cp", "-r", vm_mid, target]))
 
     def copy_from_machine(self, source: str, target_dir: str = "") -> None:
-        """Copy a file or directory from the machine into the output directory
-        (under ``target_dir``), through the shared directory."""
+        """Copy a file or directory from the machine to ``target_dir`` in the output
+        directory, as upstream: through the shared directory, where the copy stays (at
+        ``/tmp/shared/TARGET_DIR/NAME`` in the machines); copying a directory over an
+        existing one raises ``FileExistsError``."""
         vm_src = Path(source)
-        with tempfile.TemporaryDirectory(dir=self.shared_dir) as shared_td:
-            vm_mid_dir = Path("/tmp/shared") / Path(shared_td).name
-            self.succeed(make_command(["mkdir", "-p", vm_mid_dir]),
-                         make_command(["cp", "-r", vm_src, vm_mid_dir / vm_src.name]))
-            host_mid = Path(shared_td) / vm_src.name
-            target = self.out_dir / target_dir / vm_src.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if host_mid.is_dir():
-                shutil.copytree(host_mid, target, dirs_exist_ok=True)
-            else:
-                shutil.copy(host_mid, target)
+        vm_mid = Path("/tmp/shared") / target_dir / vm_src.name
+        host_mid = self.shared_dir / target_dir / vm_src.name
+        self.succeed(make_command(["mkdir", "-p", vm_mid.parent]))
+        self.succeed(make_command(["cp", "-r", vm_src, vm_mid]))
+        target = self.out_dir / target_dir / vm_src.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if host_mid.is_dir():
+            shutil.copytree(host_mid, target)
+        else:
+            shutil.copy(host_mid, target)
 
     def copy_from_vm(self, source: str, target_dir: str = "") -> None:
         """Old name of ``copy_from_machine``."""
@@ -399,5 +400,7 @@ class BaseMachine(ABC):
             wait_until(matches, timeout, f"/{regexp}/ on tty{tty}", lambda: f"tty shows {text[-300:]!r}")
 
     def dump_tty_contents(self, tty: int | str) -> None:
-        """Log the contents of virtual terminal ``tty``."""
+        """Send the contents of virtual terminal ``tty`` to the machine's journal, as
+        upstream (``systemd-cat``); also log them here."""
+        self.execute(f"fold -w 80 /dev/vcs{tty} | systemd-cat")
         self.log(self.get_tty_text(tty))

@@ -118,7 +118,7 @@ def test_logs_are_complete_after_sigterm(guest, tmp_path, private_tmp):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 130
+        assert proc.wait(10) == 143
     assert wait_no_processes(str(private_tmp)) == []
 
     text = (tmp_path / "log.xml").read_text()

@@ -153,6 +153,10 @@ def test_files(debian_vm, tmp_path):
     assert (driver.out_dir / "copied" / "blob.bin").read_bytes() == data
     deb.copy_from_machine("/root/tree")
     assert (driver.out_dir / "tree" / "sub" / "f").read_text() == "nested"
+    # as upstream: the copy stays in the shared directory, and a directory is not copied over itself
+    assert deb.succeed("cat /tmp/shared/tree/sub/f /tmp/shared/copied/blob.bin | head -c 6") == "nested"
+    with pytest.raises(FileExistsError):
+        deb.copy_from_machine("/root/tree")
 
 
 def test_ttys_and_keyboard(debian_vm):
@@ -165,6 +169,7 @@ def test_ttys_and_keyboard(debian_vm):
     assert "Hello, World_1!" in deb.get_tty_text("1")
     deb.dump_tty_contents("1")
     assert "Hello, World_1!" in log.text
+    deb.wait_until_succeeds("journalctl -b --no-pager | grep -q 'Hello, World_1!'", timeout=30)  # as upstream
     with pytest.raises(WaitTimeout, match="tty1"):
         deb.wait_until_tty_matches("1", "never shown", timeout=1)
 

@@ -130,7 +130,7 @@ def test_sigterm_to_the_driver_stops_containers_too(guest, debian_guest, tmp_pat
                 break
         assert processes_mentioning(str(private_tmp))
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 130
+        assert proc.wait(30) == 143
     finally:
         proc.kill()
         proc.wait()

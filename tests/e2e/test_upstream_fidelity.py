@@ -95,6 +95,22 @@ def test_console_text_is_searched_as_upstream_joins_it(vm):
         vm.wait_for_console_text("ONCE-ONLY", timeout=1)
 
 
+def test_undecodable_console_bytes_are_dropped(vm):
+    vm.succeed("printf 'BAD\\377BYTES\\n' >&2")
+    vm.wait_for_console_text("BADBYTES", timeout=10)
+
+
+def test_qemus_stderr_is_part_of_the_console_log(make_driver, tmp_path):
+    """Upstream's QEMU writes its stderr into the serial stream (stderr=STDOUT)."""
+    driver = make_driver(["noisy"])
+    script = tmp_path / "run-noisy-vm"
+    script.write_text(script.read_text().replace("exec ", "echo 'NOISE-ON-STDERR' >&2; exec ", 1))
+    machine = driver.machines[0]
+    machine.start()
+    machine.wait_for_console_text("NOISE-ON-STDERR", timeout=30)
+    assert "NOISE-ON-STDERR" in machine.get_console_log()
+
+
 def test_a_zero_timeout_is_no_limit(vm):
     """Upstream runs `timeout 0 ...`, which coreutils takes as no limit."""
     assert vm.execute("sleep 1; echo done", timeout=0) == (0, "done\n")

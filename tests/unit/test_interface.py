@@ -24,6 +24,7 @@ NAMES = {
     "test_driver.efi": ["EfiVariable", "EfiVars", "EfiGuid"],
     "test_driver.debug": ["DebugAbstract", "DebugNop", "Debug"],
     "test_driver.polling_condition": ["PollingCondition"],
+    "test_driver.duration": ["Duration", "as_timedelta", "as_seconds"],
     "test_driver": ["main", "generate_driver_symbols"],
 }
 

@@ -11,6 +11,7 @@ Every field is checked, and a wrong one named, before any VM starts.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,30 @@ def _machines(data: dict[str, Any], key: str, path: Path) -> dict[str, str]:
     return machines
 
 
+# An ISO 8601 duration, as upstream's pydantic reads a timedelta: P1DT2H, PT1H30M, PT90.5S...
+ISO_DURATION = re.compile(r"P(?:(?P<W>\d+(?:\.\d+)?)W)?(?:(?P<D>\d+(?:\.\d+)?)D)?"
+                          r"(?:T(?:(?P<H>\d+(?:\.\d+)?)H)?(?:(?P<M>\d+(?:\.\d+)?)M)?(?:(?P<S>\d+(?:\.\d+)?)S)?)?")
+UNIT_SECONDS = {"W": 604800, "D": 86400, "H": 3600, "M": 60, "S": 1}
+
+
 def _seconds(value: Any, path: Path) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    raise DriverError(f"{path}: \"global_timeout\" must be a positive number of seconds, not {value!r}")
+    """Seconds of ``global_timeout``: a number, a numeric string or an ISO 8601 duration."""
+    seconds: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = ISO_DURATION.fullmatch(value.strip())
+        if match and value.strip() not in ("P", "PT") and not value.strip().endswith("T"):
+            seconds = sum(float(n) * UNIT_SECONDS[unit] for unit, n in match.groupdict().items() if n)
+        else:
+            try:
+                seconds = float(value)
+            except ValueError:
+                pass
+    if seconds is not None and seconds > 0:
+        return seconds
+    raise DriverError(f"{path}: \"global_timeout\" must be a positive number of seconds or an ISO 8601 "
+                      f"duration such as \"PT1H\", not {value!r}")
 
 
 def load_driver_configuration(path: Path) -> DriverConfiguration:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bdb
+import datetime
 import linecache
 import os
 import shutil
@@ -18,12 +19,13 @@ from typing import Any, Callable, Iterator
 
 from . import steps
 from .debug import Debug
+from .duration import Duration
 from .errors import DriverError, MachineError, RequestedAssertionFailed
 from .logger import AbstractLogger, CompositeLogger, TerminalLogger
 from .machine import BaseMachine, Machine, NspawnMachine, PostMortem, QemuMachine, retry
 from .machine.nspawn import machine_name_from_start_command
 from .machine.start_command import StartCommand
-from .polling_condition import PollingCondition
+from .polling_condition import PollingCondition, polling_interval
 from .report import failing_machine
 from .steps import Step
 from .typecheck import pythonize as pythonize_name
@@ -430,15 +432,19 @@ class Driver:
         for condition in self.polling_conditions:
             condition.maybe_raise()
 
-    def polling_condition(self, fun_: Callable[[], Any] | None = None, *, seconds_interval: float = 2.0,
+    def polling_condition(self, fun_: Callable[[], Any] | None = None, *,
+                          seconds_interval: Duration | None = None, interval: datetime.timedelta | None = None,
                           description: str | None = None) -> Any:
         """Decorator: a condition checked before every machine command while active
-        (``with cond:``); ``cond.wait(timeout)`` waits until it holds."""
+        (``with cond:``), at most once per ``interval`` (a timedelta; or the older
+        ``seconds_interval``, in seconds or a timedelta; not both; 2 s by default).
+        ``cond.wait(timeout=...)`` (or ``timeout_seconds=``) waits until it holds."""
         driver = self
+        every = polling_interval(seconds_interval, interval, "polling_condition()")
 
         class Poll:
             def __init__(self, fun: Callable[[], Any]) -> None:
-                self.condition = PollingCondition(fun, driver.logger, seconds_interval, description)
+                self.condition = PollingCondition(fun, driver.logger, description=description, interval=every)
 
             def __enter__(self) -> None:
                 driver.polling_conditions.append(self.condition)
@@ -446,9 +452,25 @@ class Driver:
             def __exit__(self, *_: Any) -> None:
                 driver.polling_conditions.remove(self.condition)
 
-            def wait(self, timeout: int | float = 900) -> None:
-                with driver.logger.nested(f"waiting for {self.condition.description}"):
-                    retry(lambda _last: self.condition.check(force=True), timeout)
+            def wait(self, timeout_seconds: Duration | None = None, timeout: Duration | None = None) -> None:
+                """Check the condition until it holds, within ``timeout`` (a timedelta or
+                seconds; the older name is ``timeout_seconds``, not both; 15 min by default)."""
+                if timeout_seconds is not None:
+                    if timeout is not None:
+                        raise TypeError("wait() takes 'timeout' or the older 'timeout_seconds', not both")
+                    timeout = timeout_seconds
+                what = self.condition.description
+
+                def attempt(last: bool) -> bool:
+                    if last:
+                        driver.logger.info(f"Last chance for {what}")
+                    holds = self.condition.check(force=True)
+                    if not holds and not last:
+                        driver.logger.info(f"({what} failure not fatal yet)")
+                    return holds
+
+                with driver.logger.nested(f"waiting for {what}"):
+                    retry(attempt, timeout=timeout)  # none: 15 minutes, as retry()
 
         return Poll if fun_ is None else Poll(fun_)
 

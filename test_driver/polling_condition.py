@@ -2,39 +2,114 @@
 
 from __future__ import annotations
 
+import datetime
+import threading
 import time
-from typing import Callable
+from math import isfinite
+from typing import Any, Callable
 
+from .duration import Duration, as_timedelta
 from .errors import RequestedAssertionFailed
 from .logger import AbstractLogger
+
+DEFAULT_INTERVAL = datetime.timedelta(seconds=2)
+"""How often an active condition is checked when no interval is given, as upstream."""
 
 
 class PollingConditionError(RequestedAssertionFailed):
     """An active polling condition did not hold."""
 
 
+def polling_interval(seconds_interval: Duration | None, interval: datetime.timedelta | None,
+                     caller: str) -> datetime.timedelta:
+    """The interval of a condition from upstream's two spellings: ``interval`` (a timedelta)
+    or the older ``seconds_interval`` (seconds, or a timedelta too).  Giving both is a
+    ``TypeError``; giving neither means 2 seconds."""
+    if seconds_interval is not None:
+        if interval is not None:
+            raise TypeError(f"{caller} takes 'interval' or the older 'seconds_interval', not both")
+        return as_timedelta(seconds_interval)
+    return DEFAULT_INTERVAL if interval is None else as_timedelta(interval)
+
+
 class PollingCondition:
-    def __init__(self, condition: Callable[[], bool | None], logger: AbstractLogger,
-                 seconds_interval: float = 2.0, description: str | None = None) -> None:
+    """A condition (a function returning something true, or None, while all is well) that
+    the driver checks before each machine command, at most once per ``interval``.
+
+    While the condition runs, the commands it runs itself do not check it again (an
+    entry count, as upstream), so it never recurses, even with a zero interval.  The
+    interval is counted from the end of the last check.
+    """
+
+    def __init__(self, condition: Callable[[], Any], logger: AbstractLogger,
+                 seconds_interval: Duration | None = None, description: str | None = None, *,
+                 interval: datetime.timedelta | None = None) -> None:
         self.condition = condition
         self.logger = logger
-        self.seconds_interval = seconds_interval
-        self.description = description or condition.__doc__ or condition.__name__
+        self.interval = polling_interval(seconds_interval, interval, "PollingCondition()")
+        if description is None:
+            description = condition.__doc__ or getattr(condition, "__name__", repr(condition))
+        self.description = str(description)
         self.last_called = float("-inf")
+        """``time.monotonic()`` when the last check ended (``-inf``: never checked)."""
+        self.entry_count = 0
+        """How many checks of this condition are running now (more than one only when forced)."""
+        self._count_lock = threading.Lock()
+
+    @property
+    def seconds_interval(self) -> float:
+        """The interval in seconds (the name our driver used before ``interval``)."""
+        return self.interval.total_seconds()
+
+    @property
+    def entered(self) -> bool:
+        """Whether a check of this condition is running now."""
+        return self.entry_count > 0
+
+    @property
+    def overdue(self) -> bool:
+        """Whether more than ``interval`` has passed since the last check ended."""
+        if not isfinite(self.last_called):
+            return True
+        return time.monotonic() - self.last_called > self.interval.total_seconds()
+
+    @property
+    def nested_message(self) -> str:
+        """The head of a check's log block."""
+        return f"Checking polling condition {self.description!r}"
+
+    def status_message(self, status: bool) -> str:
+        """The log line that ends a check, and the error message of a failed one."""
+        return f"Polling condition {'succeeded' if status else 'failed'}: {self.description}"
+
+    def __enter__(self) -> None:
+        with self._count_lock:
+            self.entry_count += 1
+
+    def __exit__(self, *_: Any) -> None:
+        with self._count_lock:
+            assert self.entry_count > 0, "more exits than entries"
+            self.entry_count -= 1
+            self.last_called = time.monotonic()
 
     def check(self, force: bool = False) -> bool:
-        """Run the condition if its interval has passed (or ``force``); False if it failed."""
-        if not force and time.monotonic() - self.last_called < self.seconds_interval:
+        """Run the condition and say whether it holds.  Unless ``force``, it runs only if
+        it is overdue and not already running (then it counts as holding)."""
+        if not force and (self.entered or not self.overdue):
             return True
-        self.last_called = time.monotonic()  # before the call: its own commands must not recurse
-        with self.logger.nested(f"checking polling condition {self.description!r}"):
+        with self, self.logger.nested(self.nested_message):
+            since = time.monotonic() - self.last_called
+            self.logger.info(f"Time since last: {since:.2f}s" if isfinite(since) else "(not called yet)")
             try:
                 result = self.condition()
             except Exception as exc:
-                self.logger.info(f"condition failed with {type(exc).__name__}: {exc}")
-                return False
-            return result is None or bool(result)
+                self.logger.info(f"condition raised {type(exc).__name__}: {exc}")
+                result = False
+            holds = result is None or bool(result)
+            self.logger.info(self.status_message(holds))
+            return holds
 
     def maybe_raise(self) -> None:
+        """Check the condition if due; raise ``PollingConditionError`` if it failed."""
         if not self.check():
-            raise PollingConditionError(f"Polling condition failed: {self.description}")
+            raise PollingConditionError(self.status_message(False))

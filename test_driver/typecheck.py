@@ -20,6 +20,7 @@ from pathlib import Path
 
 SYMBOLS = """\
 # The driver's test symbols, typed (written by test_driver.typecheck).
+import datetime
 import os
 import unittest
 from typing import Any, Callable, ContextManager, Protocol
@@ -35,8 +36,8 @@ class RetryProtocol(Protocol):
                  timeout: Duration | None = ...) -> None: ...
 
 class PollingConditionProtocol(Protocol):
-    def __call__(self, fun_: Callable[..., Any] | None = None, *, seconds_interval: float = 2.0,
-                 description: str | None = None) -> Any: ...
+    def __call__(self, fun_: Callable[..., Any] | None = None, *, seconds_interval: Duration | None = None,
+                 interval: datetime.timedelta | None = None, description: str | None = None) -> Any: ...
 
 class CreateMachineProtocol(Protocol):
     def __call__(self, start_command: str | dict[str, Any], *, name: str | None = None,

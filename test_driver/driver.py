@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bdb
+import bisect
 import datetime
 import linecache
 import os
@@ -72,6 +73,9 @@ class Driver:
         self.machines_qemu: list[QemuMachine] = []
         self.machines_nspawn: list[NspawnMachine] = []
         self.machines: list[QemuMachine | NspawnMachine] = []
+        """Every machine, sorted by name as upstream (start_all, join_all and cleanup go in this order)."""
+        self.vsock_offset: int | None = None
+        """The vsock numbers of the machines' ssh backdoor start after this (``--dump-vsocks``)."""
         self.vlans: list[VLan] = []
         self.steps: list[Step] | None = None
         self._timer: threading.Timer | None = None
@@ -115,7 +119,7 @@ class Driver:
             self.machines_qemu = [self._new_machine(command.command, name)
                                   for command, name in zip(commands, machine_names)]
             self.machines_nspawn = [self._new_container(script, name) for name, script in containers]
-            self.machines = [*self.machines_qemu, *self.machines_nspawn]
+            self.machines = sorted([*self.machines_qemu, *self.machines_nspawn], key=lambda m: m.name)
         except BaseException:
             self.cleanup()
             raise
@@ -229,6 +233,7 @@ class Driver:
 
     # --- test symbols -------------------------------------------------------------------
     def test_symbols(self) -> dict[str, Any]:
+        """The names a test script sees; like upstream, says on stdout which ones it adds."""
         general = dict(
             start_all=self.start_all, test_script=self.test_script, machines=self.machines,
             machines_qemu=self.machines_qemu, machines_nspawn=self.machines_nspawn, NspawnMachine=NspawnMachine,
@@ -237,13 +242,15 @@ class Driver:
             join_all=self.join_all, retry=retry, serial_stdout_off=self.serial_stdout_off,
             serial_stdout_on=self.serial_stdout_on, polling_condition=self.polling_condition,
             debug=self.debug, breakpoint=self.debug.script_breakpoint, parallel=self.parallel,
-            t=AssertionTester(),
+            t=AssertionTester(), dump_machine_ssh=self.dump_machine_ssh,
             Machine=Machine, QemuMachine=QemuMachine, BaseMachine=BaseMachine,
         )
         machines: dict[str, Any] = {pythonize_name(m.name): m for m in self.machines}  # a-b is a_b
         if len(self.machines) == 1:
             machines["machine"] = self.machines[0]
         vlans = {f"vlan{v.nr}": v for v in self.vlans}
+        print("additionally exposed symbols:\n    " + ",\n    ".join([
+            ", ".join(m.name for m in self.machines), ", ".join(vlans), ", ".join(general)]), flush=True)
         return {**general, **machines, **vlans}
 
     def test_script(self) -> None:
@@ -311,23 +318,36 @@ class Driver:
     def start_all(self) -> None:
         """Start every machine at once; return when each one runs (its QEMU answers), not
         when its guest has booted: each machine's first command waits for its backdoor,
-        so a script can still talk to a guest's console while it boots."""
+        so a script can still talk to a guest's console while it boots.
+
+        If any fail to start, raise one ``MachineError`` once all have tried, as upstream:
+        ``Failed to start the following machines:`` then ``NAME: ERROR`` per failed machine
+        (in name order).  It carries the traceback of the first failure and is caused by it.
+        """
         with self.logger.nested("start all VMs"):
-            errors: list[BaseException] = []
+            errors: dict[str, BaseException] = {}
 
             def start(machine: QemuMachine | NspawnMachine) -> None:
                 try:
                     machine.start()
-                except BaseException as exc:  # re-raised in the caller's thread
-                    errors.append(exc)
+                except BaseException as exc:  # reported in the caller's thread
+                    errors[machine.name] = exc
 
-            threads = [threading.Thread(target=start, args=(m,)) for m in self.machines]
+            threads = [threading.Thread(target=start, args=(m,), name=f"start-{m.name}") for m in self.machines]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
-            if errors:
-                raise errors[0]
+            failed = [(m.name, errors[m.name]) for m in self.machines if m.name in errors]
+            if not failed:
+                return
+            for _, exc in failed:
+                if not isinstance(exc, Exception):  # e.g. KeyboardInterrupt: not a start failure
+                    raise exc
+            first = failed[0][1]
+            lines = [f"{name}: {exc}" for name, exc in failed]
+            error = MachineError("Failed to start the following machines:\n" + "\n".join(lines))
+            raise error.with_traceback(first.__traceback__) from first
 
     def join_all(self) -> None:
         """Wait until every machine has shut down; the global timeout ends with it."""
@@ -336,13 +356,21 @@ class Driver:
                 machine.wait_for_shutdown()
             self._cancel_global_timer()
 
-    def dump_machine_ssh(self, offset: int) -> None:
+    def dump_machine_ssh(self, offset: int | None = None) -> None:
         """Print how to reach each machine through its ssh backdoor (``--dump-vsocks OFFSET``):
-        VMs by vsock number ``OFFSET + 1``, ``+ 2``... in name order, as nixpkgs numbers them."""
-        machines = sorted(self.machines, key=lambda m: m.name)
-        width = max((len(m.name) for m in machines), default=0)
+        VMs by vsock number ``OFFSET + 1``, ``+ 2``... in name order, as nixpkgs numbers them.
+
+        Also a test symbol, called without ``offset`` as upstream's is: then it uses the
+        offset the driver was given, and prints nothing when it was given none (as
+        upstream's prints nothing when the ssh backdoor is off)."""
+        if offset is None:
+            offset = self.vsock_offset
+            if offset is None:
+                return
+        self.vsock_offset = offset
+        width = max((len(m.name) for m in self.machines), default=0)
         self.logger.info("SSH backdoor enabled, the machines can be reached like this:")
-        for index, machine in enumerate(machines, start=offset + 1):
+        for index, machine in enumerate(self.machines, start=offset + 1):
             self.logger.info(f"    {machine.name.ljust(width)}  {machine.ssh_backdoor_command(index)}")
 
     def parallel(self, *calls: Callable[[], Any]) -> list[Any]:
@@ -417,7 +445,7 @@ class Driver:
         command.validate()
         keep = keep_machine_state if keep_machine_state is not None else keep_vm_state
         machine = self._new_machine(script, name or command.machine_name, keep, allow_reboot)
-        self.machines.append(machine)
+        bisect.insort(self.machines, machine, key=lambda m: m.name)  # `machines` stays sorted by name
         return machine
 
     def serial_stdout_on(self) -> None:

@@ -58,6 +58,7 @@ machines: list[QemuMachine | NspawnMachine]
 machines_qemu: list[QemuMachine]
 machines_nspawn: list[NspawnMachine]
 parallel: Callable[..., list[Any]]
+dump_machine_ssh: Callable[[], None]
 vlans: list[VLan]
 driver: Driver
 log: AbstractLogger

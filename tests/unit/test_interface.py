@@ -23,7 +23,7 @@ NAMES = {
     "test_driver.errors": ["TestScriptError", "RequestedAssertionFailed", "MachineError"],
     "test_driver.efi": ["EfiVariable", "EfiVars", "EfiGuid"],
     "test_driver.debug": ["DebugAbstract", "DebugNop", "Debug"],
-    "test_driver.polling_condition": ["PollingCondition"],
+    "test_driver.polling_condition": ["PollingCondition", "PollingConditionError"],
     "test_driver.duration": ["Duration", "as_timedelta", "as_seconds"],
     "test_driver": ["main", "generate_driver_symbols"],
 }
@@ -31,7 +31,7 @@ NAMES = {
 SYMBOLS = ["start_all", "test_script", "run_tests", "machines", "machines_qemu", "machines_nspawn", "vlans",
            "driver", "log", "os", "create_machine", "subtest", "join_all", "retry", "serial_stdout_off",
            "serial_stdout_on", "polling_condition", "BaseMachine", "QemuMachine", "NspawnMachine", "Machine",
-           "t", "debug"]
+           "t", "debug", "dump_machine_ssh"]
 
 
 @pytest.mark.parametrize("module", sorted(NAMES))

@@ -150,3 +150,16 @@ def test_the_prelude_declares_pythonized_machine_names(tmp_path):
                                        cache_dir=tmp_path / "cache")
     assert status == 0, messages
     assert "a_b: QemuMachine" in typecheck.prelude(["a-b"]) and "_node: QemuMachine" in typecheck.prelude(["1node"])
+
+
+def test_the_prelude_takes_upstreams_polling_interval_and_dump_machine_ssh(tmp_path):
+    pytest.importorskip("mypy")
+    script = ("import datetime as dt\n"
+              "@polling_condition(interval=dt.timedelta(seconds=5), description='up')\n"
+              "def up() -> bool:\n    return True\n"
+              "@polling_condition(seconds_interval=dt.timedelta(seconds=1))\n"
+              "def up2() -> None:\n    machine.succeed('true')\n"
+              "polling_condition(up, seconds_interval=0.5)\n"
+              "dump_machine_ssh()\n")
+    status, messages = typecheck.check(script, ["machine"], cache_dir=tmp_path / "cache")
+    assert status == 0, messages

@@ -71,7 +71,7 @@ def test_efi_variables_round_trip_through_ovmf(run):
 
 
 def test_efi_store_of_a_machine_without_one(run):
-    result = run("machine.read_efi_vars()")
-    assert result.returncode == 1
-    assert re.search(r"machine has no UEFI variable store \(.*/vm-state-machine/machine-efi-vars\.fd\)",
-                     result.stderr + result.stdout)
+    """As upstream: no store yet means no variables (``[]``), not an error; dumping shows none."""
+    result = run("assert machine.read_efi_vars() == []\nmachine.dump_efi_vars()\nprint('NO VARIABLES')")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "NO VARIABLES" in result.stdout

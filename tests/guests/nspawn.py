@@ -4,15 +4,24 @@
     python3 tests/guests/nspawn.py build
     python3 tests/guests/nspawn.py start-script NAME DIR     # writes DIR/run-NAME-nspawn
 
-The start script has the shape of nixpkgs' container start scripts: it runs with
-RUN_NSPAWN_ROOT_DIR (the container's state: its writable layer) and
-RUN_NSPAWN_SHARED_DIR (bound at /tmp/shared), prints "systemd-nspawn's PID is N",
-then the container's console.  The root is an overlay of the Debian guest's image
-(mounted read-only through a loop device) and a layer in the state directory, all
-mounted in a mount namespace of the script's own, so nothing stays mounted after
-it ends, however it ends.  The container has a private network (loopback only:
-no veth link to clean up) and boots its systemd (``-b``); ``--register=no
---keep-unit`` because the host's PID 1 need not be systemd.
+The start script has the shape of nixpkgs' container start scripts.  It needs no
+environment but the driver's three variables: RUN_NSPAWN_ROOT_DIR (the container's
+state: its writable layer), RUN_NSPAWN_SHARED_DIR (bound at /tmp/shared) and
+NOTIFY_SOCKET, which it leaves to systemd-nspawn (it sets its own PATH, as nixpkgs'
+names its tools by store path).  It prints "systemd-nspawn's PID is N", then the
+container's console.  The root is an overlay of the Debian guest's image (mounted
+read-only through a loop device) and a layer in the state directory, all mounted in
+a mount namespace of the script's own, so nothing stays mounted after it ends,
+however it ends.  As on NixOS, /bin/sh is bash (a symlink in the writable layer).
+The container has a private network (loopback only: no veth link to clean up) and
+boots its systemd (``-b``); ``--register=no --keep-unit`` because the host's PID 1
+need not be systemd.
+
+Options: ``notify_ready`` (default True) gives systemd-nspawn ``--notify-ready=yes``,
+so its READY=1 waits until the container's systemd has finished starting up
+(nixpkgs' script does not: its READY=1 comes as soon as the init runs);
+``notify_socket=False`` keeps NOTIFY_SOCKET from systemd-nspawn (a script that
+does not notify at all).
 """
 
 from __future__ import annotations
@@ -27,14 +36,17 @@ import tiny  # noqa: E402
 START_SCRIPT = r"""#!/bin/sh
 # run-{name}-nspawn: the Debian systemd test guest as a systemd-nspawn container.
 set -eu
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
 state=${{RUN_NSPAWN_ROOT_DIR:?RUN_NSPAWN_ROOT_DIR must be set}}
 shared=${{RUN_NSPAWN_SHARED_DIR:?RUN_NSPAWN_SHARED_DIR must be set}}
-mkdir -p "$state/lower" "$state/upper" "$state/work" "$state/root"
+{unset_notify}mkdir -p "$state/lower" "$state/upper/usr/bin" "$state/work" "$state/root"
+ln -sfn bash "$state/upper/usr/bin/sh"
 exec unshare --mount --propagation private /bin/sh -euc '
   mount -o loop,ro "$1" "$2/lower"
   mount -t overlay overlay -o "lowerdir=$2/lower,upperdir=$2/upper,workdir=$2/work" "$2/root"
   echo "systemd-nspawn'"'"'s PID is $$"
-  exec systemd-nspawn --quiet --boot --register=no --keep-unit --private-network \
+  exec systemd-nspawn --quiet --boot --register=no --keep-unit --private-network {notify_ready}\
     --machine="$3" --directory="$2/root" --bind="$4:/tmp/shared"
 ' run-{name}-nspawn {image} "$state" {name} "$shared"
 """
@@ -45,11 +57,13 @@ def build() -> debian.DebianGuest:
 
 
 def write_start_script(directory: Path, name: str, guest: debian.DebianGuest | None = None,
-                       **_options: object) -> Path:
-    """Write DIRECTORY/run-NAME-nspawn starting the container guest."""
+                       notify_ready: bool = True, notify_socket: bool = True, **_options: object) -> Path:
+    """Write DIRECTORY/run-NAME-nspawn starting the container guest (options: see above)."""
     guest = guest or build()
     path = Path(directory) / f"run-{name}-nspawn"
-    return tiny.write_executable(path, START_SCRIPT.format(name=name, image=guest.image))
+    return tiny.write_executable(path, START_SCRIPT.format(
+        name=name, image=guest.image, notify_ready="--notify-ready=yes " if notify_ready else "",
+        unset_notify="" if notify_socket else "unset NOTIFY_SOCKET\n"))
 
 
 def main() -> None:

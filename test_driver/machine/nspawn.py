@@ -1,14 +1,25 @@
 """NspawnMachine: a systemd-nspawn container as a test node, with the shared BaseMachine API.
 
-The start script (``run-NAME-nspawn``, as nixpkgs builds them) runs with
-``RUN_NSPAWN_ROOT_DIR`` (this machine's state directory) and
-``RUN_NSPAWN_SHARED_DIR`` (the directory shared with the host, at /tmp/shared in
-the container), prints ``systemd-nspawn's PID is N`` and the container's console.
-A supervisor thread owns it as it owns QEMU: a container whose init dies fails
-the waiting call at once with a post-mortem (exit, last console lines).
+As upstream's, the start script (``run-NAME-nspawn``, as nixpkgs builds them) gets an
+environment of three variables only: ``RUN_NSPAWN_ROOT_DIR`` (this machine's state
+directory, also its working directory), ``RUN_NSPAWN_SHARED_DIR`` (the directory shared
+with the host, at /tmp/shared in the container) and ``NOTIFY_SOCKET``, a datagram socket
+in the driver's private directory on which systemd-nspawn reports
+``X_NSPAWN_LEADER_PID=N`` (the container's PID 1) and ``READY=1``.  nixpkgs' start
+scripts print ``systemd-nspawn's PID is N``, then the container's console.  A supervisor
+thread owns the script as it owns QEMU: a container whose init dies fails the waiting
+call at once with a post-mortem (exit, last console lines).
 
-Commands run in the container's namespaces with ``nsenter`` (no agent inside):
-bash with ``set -euo pipefail`` where the container has bash, else sh.
+The first command waits, as upstream's, until the socket has delivered ``READY=1`` and
+the leader's PID.  (systemd-nspawn sends ``READY=1`` as soon as the init runs, or with
+``--notify-ready=yes`` once the container's systemd has finished starting up.)  A start
+script that keeps the socket from systemd-nspawn gets the older wait instead: a boot line
+on the console, then until the container's systemd answers ``systemctl``.
+
+Commands run as upstream's: ``nsenter`` into the leader's namespaces (no agent inside),
+``/bin/sh -c 'set -eo pipefail; export USER=root HOME=/root DISPLAY=:0.0; source
+/etc/profile; set -u; CMD'`` with an empty environment, the driver's stdin, stdout
+captured; stderr is logged as the machine's serial output.
 """
 
 from __future__ import annotations
@@ -16,9 +27,12 @@ from __future__ import annotations
 import collections
 import os
 import re
+import selectors
 import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -30,12 +44,19 @@ from .base import BaseMachine, wait_until
 from .qemu import SERIAL_TAIL, PostMortem
 from .supervisor import Channel, Exit, Supervisor
 
-READY = re.compile(r"Welcome to |Startup finished|Reached target")
-SHELL = ('if [ -x /bin/bash ]; then exec /bin/bash -c "set -euo pipefail; $0"; '
-         'else exec /bin/sh -c "set -eu; $0"; fi')
+BOOT_LINE = re.compile(r"Welcome to |Startup finished|Reached target")
+"""A console line saying the container's init runs (for start scripts that do not notify)."""
+NSPAWN_PID = re.compile(r"systemd-nspawn's PID is (\d+)")
+COMMAND_PREFIX = "set -eo pipefail; export USER=root HOME=/root DISPLAY=:0.0; source /etc/profile; set -u; "
+"""What upstream runs before each command, with ``/bin/sh -c`` and an empty environment."""
 NSENTER_NAMESPACES = ["--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup"]
-ENVIRONMENT = {"PATH": "/run/wrappers/bin:/run/current-system/sw/bin:/usr/local/sbin:/usr/local/bin:"
-               "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "USER": "root", "TERM": "dumb"}
+PROBE_PATH = "/run/current-system/sw/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""PATH of the fallback readiness probe (it runs before a command would source /etc/profile)."""
+STILL_WAITING = 10.0
+"""Seconds between "still waiting" lines while a container boots, as upstream's."""
+SOCKET_PATH_MAX = 107
+PF_EXITING = 0x4
+"""The flag of a process that is exiting (``/proc/PID/stat``, field 9)."""
 
 
 def machine_name_from_start_command(start_command: str) -> str:
@@ -56,16 +77,26 @@ class NspawnMachine(BaseMachine):
         self.start_command = start_command
         self.lock = threading.Condition()  # guards the run state below
         self.supervisor: Supervisor | None = None
-        self.pid: int | None = None  # systemd-nspawn
-        self.init_pid: int | None = None  # the container's PID 1
-        self.ready = False
-        self.booted = False
+        self.pid: int | None = None  # the start script
+        self.nspawn_pid: int | None = None  # systemd-nspawn, as the start script printed it
+        self.init_pid: int | None = None  # the container's PID 1 (the leader)
+        self.leader_pid: int | None = None  # X_NSPAWN_LEADER_PID, from the notify socket
+        self.notified = False  # something came on the notify socket (the start script passed it on)
+        self.notify_ready = False  # READY=1 came on the notify socket
+        self.boot_line = False  # the console showed that the init runs
+        self.booted = False  # start() was called and the container has not ended
+        self.connected = False  # ready for commands (the first command waited for it)
         self.stopped: MachineStopped | None = None
         self.post_mortem: PostMortem | None = None
         self.expect_exit = False
         self.running_command: str | None = None
         self.serial_tail: collections.deque[str] = collections.deque(maxlen=SERIAL_TAIL)
         self.crash_listeners: list[Callable[[Any, PostMortem], None]] = []
+        self.notify_socket_path = self.tmp_dir / f"{self.name}-nspawn.sock"
+        """Upstream's path, in the driver's private directory; see ``_private_notify_socket``."""
+        self._notify_socket: socket.socket | None = None
+        self._notify_thread: threading.Thread | None = None
+        self._notify_closing = threading.Event()
         self._partial = b""
         self._commands: set[subprocess.Popen[bytes]] = set()
         self.interruptible_commands = True  # Ctrl-C always stops a container's command (its process group)
@@ -82,8 +113,18 @@ class NspawnMachine(BaseMachine):
 
     # --- lifecycle -------------------------------------------------------------------
     def is_up(self) -> bool:
-        """True when the container runs and its init is known."""
-        return self.booted and self.init_pid is not None
+        """True from ``start()`` until the container has ended (as upstream's, before it
+        is ready for commands too)."""
+        return self.booted
+
+    def _private_notify_socket(self) -> Path:
+        """Where the notify socket goes: upstream's ``TMP_DIR/NAME-nspawn.sock`` in the
+        driver's private directory; if that path is too long for a unix socket, a private
+        directory of its own in /tmp (removed by ``release``)."""
+        path = self.notify_socket_path
+        if len(os.fsencode(path)) > SOCKET_PATH_MAX or not path.parent.is_dir():
+            path = Path(tempfile.mkdtemp(prefix="td-nspawn-", dir="/tmp")) / "notify.sock"
+        return path
 
     def start(self) -> None:
         """Start the container (the start script); return at once. A no-op if it runs."""
@@ -92,61 +133,159 @@ class NspawnMachine(BaseMachine):
                 return
         if self.supervisor is not None:
             self.supervisor.terminate()
+        self._close_notify_socket()
         self.log("starting container")
         with self.lock:
             self.stopped, self.post_mortem, self.expect_exit = None, None, False
-            self.ready, self.init_pid, self._partial = False, None, b""
+            self.init_pid = self.leader_pid = self.nspawn_pid = None
+            self.notified = self.notify_ready = self.boot_line = self.connected = False
+            self._partial = b""
         self.serial_tail.clear()
-        env = {**os.environ, "RUN_NSPAWN_ROOT_DIR": str(self.state_dir),
-               "RUN_NSPAWN_SHARED_DIR": str(self.shared_dir)}
+        self.notify_socket_path = self._private_notify_socket()
+        self.notify_socket_path.unlink(missing_ok=True)
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(str(self.notify_socket_path))
+        self._notify_socket, self._notify_closing = notify, threading.Event()
+        self._notify_thread = threading.Thread(target=self._drain_notify_socket,
+                                               args=(notify, self._notify_closing),
+                                               name=f"notify-{self.name}", daemon=True)
+        self._notify_thread.start()
+        env = {"RUN_NSPAWN_ROOT_DIR": str(self.state_dir), "RUN_NSPAWN_SHARED_DIR": str(self.shared_dir),
+               "NOTIFY_SOCKET": str(self.notify_socket_path)}
         self.supervisor = Supervisor(self.name)
         console = Channel("console", self._console, lambda: None)
         errors = Channel("stderr", self._console, lambda: None)
-        self.pid = self.supervisor.launch([self.start_command], env, str(self.state_dir), [], console, errors,
-                                          self._on_exit)
+        try:
+            self.pid = self.supervisor.launch([self.start_command], env, str(self.state_dir), [], console,
+                                              errors, self._on_exit)
+        except BaseException:
+            self._close_notify_socket()
+            raise
         with self.lock:
             self.booted = True
             self.lock.notify_all()
         self.log(f"systemd-nspawn running (pid {self.pid})")
 
+    def _drain_notify_socket(self, sock: socket.socket, closing: threading.Event) -> None:
+        """Read the notify socket for the container's whole life (as upstream: systemd-nspawn
+        blocks sending to a full socket, and the container's systemd with it), recording
+        ``READY=1`` and ``X_NSPAWN_LEADER_PID``.  Ends when the socket is shut down."""
+        while True:
+            try:
+                data = sock.recv(4096)
+            except OSError:
+                return
+            if not data:
+                if closing.is_set():
+                    return
+                continue  # an empty datagram
+            ready, leader = False, None
+            for line in data.decode(errors="replace").splitlines():
+                if line == "READY=1":
+                    ready = True
+                elif line.startswith("X_NSPAWN_LEADER_PID=") and line[20:].isdigit():
+                    leader = int(line[20:])
+            with self.lock:
+                self.notified = True
+                self.notify_ready = self.notify_ready or ready
+                if leader is not None:
+                    self.leader_pid = leader
+                self.lock.notify_all()
+
+    def _close_notify_socket(self) -> None:
+        sock, self._notify_socket = self._notify_socket, None
+        if sock is not None:
+            self._notify_closing.set()
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the drain thread up
+            except OSError:
+                pass
+            sock.close()
+            if self._notify_thread is not None:
+                self._notify_thread.join(5)
+            self.notify_socket_path.unlink(missing_ok=True)
+
     def connect(self, timeout: Duration = 900) -> None:
-        """Start the container if needed and wait until its init runs and a command works."""
+        """Start the container if needed and wait until it is ready for commands: as
+        upstream, until systemd-nspawn has sent ``READY=1`` and the leader's PID on the
+        notify socket.  Raises at once if the container ends, ``WaitTimeout`` (with the
+        last console lines) after ``timeout`` seconds."""
         self.start()
+        if self.connected:
+            return
         deadline = Deadline(timeout)
         with self.nested("waiting for the container to finish booting"):
+            if self._wait_ready(deadline) == "console":
+                self.log("nothing came on NOTIFY_SOCKET (the start script did not pass it to "
+                         "systemd-nspawn): waiting until the container's systemd answers instead")
+                self._wait_for_manager(deadline)
+                with self.lock:
+                    notified = self.notified
+                if notified:  # the socket works after all, its first message was late: wait for READY=1
+                    self._wait_ready(deadline)
             with self.lock:
-                wait_for(self.lock, lambda: self._raise_if_stopped() or (self.ready and self._find_init()),
-                         deadline, f"container {self.name!r} to boot",
-                         lambda: f"last console line: {self.serial_tail[-1] if self.serial_tail else '(none)'!r}")
-            self._wait_for_manager(deadline)
+                self.connected = True
         self.log(f"container init is pid {self.init_pid}")
 
+    def _wait_ready(self, deadline: Deadline) -> str:
+        """Wait for ``READY=1`` and the leader (``"notify"``), or, if nothing came on the
+        notify socket, for a boot line on the console and the init (``"console"``)."""
+
+        def ready() -> str | None:
+            self._raise_if_stopped()
+            if self.notify_ready:
+                if self.leader_pid is not None and Path(f"/proc/{self.leader_pid}").exists():
+                    self.init_pid = self.leader_pid
+                    return "notify"
+                if self._find_init():  # no leader named (an old systemd-nspawn), or not one we see
+                    return "notify"
+            if not self.notified and self.boot_line and self._find_init():
+                return "console"
+            return None
+
+        while True:
+            remaining = deadline.remaining()
+            step = STILL_WAITING if remaining is None else min(STILL_WAITING, remaining)
+            try:
+                with self.lock:
+                    return wait_for(self.lock, ready, Deadline(step), f"container {self.name!r} to be ready")
+            except WaitTimeout:
+                remaining = deadline.remaining()
+                if remaining is not None and remaining < 0.05:
+                    raise WaitTimeout(f"container {self.name!r} to be ready (READY=1 on its notify socket)",
+                                      deadline.timeout or 0.0, self._last_lines(),
+                                      elapsed=deadline.elapsed()) from None
+                self.log(f"still waiting for container '{self.name}' to reach ready state...")
+
+    def _last_lines(self, count: int = 5) -> str:
+        lines = list(self.serial_tail)[-count:]
+        return "last console lines: " + (" | ".join(lines) if lines else "(none)")
+
     def _wait_for_manager(self, deadline: Deadline) -> None:
-        """A VM's backdoor only starts once systemd runs: a container's first command likewise
-        waits until its systemd answers on its bus (not needed with another init)."""
+        """Without notifications: wait until the container's systemd answers on its bus,
+        as a VM's backdoor only starts once systemd runs (not needed with another init)."""
         try:
             init = Path(f"/proc/{self.init_pid}/comm").read_text().strip()
         except OSError:
             return
         if init != "systemd":
             return
-        probe = self._nsenter("systemctl show --property=Version >/dev/null 2>&1")
+        probe = self._nsenter(["/bin/sh", "-c", "systemctl show --property=Version >/dev/null 2>&1"])
 
         def answers(_last_try: bool) -> bool:
             self._raise_if_stopped()
-            return subprocess.run(probe, stdin=subprocess.DEVNULL, env=ENVIRONMENT).returncode == 0
+            return subprocess.run(probe, stdin=subprocess.DEVNULL, env={"PATH": PROBE_PATH}).returncode == 0
 
         wait_until(answers, deadline.remaining(), f"container {self.name!r}'s systemd to answer",
-                   lambda: f"last console line: {self.serial_tail[-1] if self.serial_tail else '(none)'!r}")
+                   self._last_lines)
 
-    def _nsenter(self, command: str) -> list[str]:
-        """The command line running ``command`` in the container, in the directory of its init (``/``;
-        ``--wd=PATH`` would name a directory of the host)."""
+    def _nsenter(self, argv: list[str]) -> list[str]:
+        """``argv`` run in the container's namespaces, as upstream's: in the mount
+        namespace's root, which is the container's ``/``."""
         nsenter = shutil.which("nsenter")
         if nsenter is None:
             raise MachineError("NspawnMachine needs nsenter (util-linux) on the host")
-        return [nsenter, "--target", str(self.init_pid), *NSENTER_NAMESPACES, "--root", "--wd",
-                "/bin/sh", "-c", SHELL, command]
+        return [nsenter, "--target", str(self.init_pid), *NSENTER_NAMESPACES, *argv]
 
     def _raise_if_stopped(self) -> bool:
         if self.stopped is not None:
@@ -154,11 +293,13 @@ class NspawnMachine(BaseMachine):
         return False
 
     def _find_init(self) -> bool:
-        """The container's PID 1: the one child of systemd-nspawn."""
+        """The container's PID 1 without notifications: the one child of systemd-nspawn
+        (whose PID the start script printed; else the start script's own)."""
         if self.init_pid is not None:
             return True
+        nspawn = self.nspawn_pid or self.pid
         try:
-            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+            children = Path(f"/proc/{nspawn}/task/{nspawn}/children").read_text().split()
         except OSError:
             return False
         if len(children) != 1:
@@ -167,11 +308,14 @@ class NspawnMachine(BaseMachine):
         return True
 
     def _init_alive(self) -> bool:
+        """Whether the container's init runs: not gone, a zombie, or exiting (the kernel kills
+        every process of its PID namespace, a running command too, before it is a zombie)."""
         try:
-            state = Path(f"/proc/{self.init_pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
+            fields = Path(f"/proc/{self.init_pid}/stat").read_text().rsplit(")", 1)[1].split()
+            state, flags = fields[0], int(fields[6])
+        except (OSError, IndexError, ValueError):
             return False
-        return state not in ("Z", "X")
+        return state not in ("Z", "X") and not flags & PF_EXITING
 
     def _console(self, data: bytes) -> None:
         lines = (self._partial + data).split(b"\n")
@@ -180,13 +324,16 @@ class NspawnMachine(BaseMachine):
             line = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", raw.decode(errors="replace")).rstrip("\r")
             self.serial_tail.append(line)
             self.log_serial(line)
-            if READY.search(line):
+            nspawn = NSPAWN_PID.search(line)
+            if nspawn or BOOT_LINE.search(line):
                 with self.lock:
-                    self.ready = True
+                    if nspawn and self.nspawn_pid is None:
+                        self.nspawn_pid = int(nspawn[1])
+                    self.boot_line = self.boot_line or not nspawn
                     self.lock.notify_all()
 
     def _on_exit(self, exit: Exit) -> None:
-        """The supervisor saw systemd-nspawn end (from its thread)."""
+        """The supervisor saw the start script end (from its thread)."""
         with self.lock:
             expected = self.expect_exit
             cause = f"crashed: the container's init died; systemd-nspawn {exit.describe()}"
@@ -196,7 +343,7 @@ class NspawnMachine(BaseMachine):
                 (self.out_dir / f"{self.name}-post-mortem.txt").write_text(self.post_mortem.summary() + "\n")
             self.stopped = (MachineStopped(self.name, "was shut down") if expected
                             else MachineCrashed(self.name, cause, self.post_mortem))
-            self.booted, self.ready, self.init_pid = False, False, None
+            self.booted, self.connected, self.init_pid = False, False, None
             self.lock.notify_all()
             commands = list(self._commands)
         for proc in commands:  # a command nsenter'ed into the dead container cannot finish
@@ -216,7 +363,7 @@ class NspawnMachine(BaseMachine):
             return
         with self.lock:
             self.expect_exit = True
-        self.execute("systemctl poweroff --no-block", check_output=True, timeout=60)
+        self.execute("systemctl poweroff --no-block", timeout=60)
         self.wait_for_shutdown(timeout)
 
     def wait_for_shutdown(self, timeout: Duration | None = None) -> None:
@@ -228,18 +375,27 @@ class NspawnMachine(BaseMachine):
             with self.lock:
                 self.expect_exit = True
                 wait_for(self.lock, lambda: not self.booted, Deadline(timeout), f"container {self.name!r} to end",
-                         lambda: f"last console line: {self.serial_tail[-1] if self.serial_tail else '(none)'!r}")
+                         self._last_lines)
             self.supervisor.terminate()
+            self._close_notify_socket()
 
     def release(self) -> None:
-        """Stop the container (SIGTERM to systemd-nspawn's group, SIGKILL after 5 s); used at cleanup."""
+        """Stop the container (SIGTERM to the start script's group, SIGKILL after 5 s); used at cleanup."""
         if self.supervisor is None:
+            self._remove_notify_dir()
             return
         with self.lock:
             self.expect_exit = True
         if self.booted:
             self.logger.info(f"kill container (pid {self.pid})", {"machine": self.name})
         self.supervisor.release(lambda message: self.logger.report_error(message, {"machine": self.name}))
+        self._close_notify_socket()
+        self._remove_notify_dir()
+
+    def _remove_notify_dir(self) -> None:
+        """The private directory made for a notify socket whose upstream path was too long."""
+        if self.notify_socket_path.parent != self.tmp_dir:
+            shutil.rmtree(self.notify_socket_path.parent, ignore_errors=True)
 
     def ssh_backdoor_command(self, index: int) -> str:
         """The ssh command reaching this container's ssh backdoor (systemd's unix-export socket)."""
@@ -247,29 +403,39 @@ class NspawnMachine(BaseMachine):
                 f'UNIX-CLIENT:/run/systemd/nspawn/unix-export/{self.name}/ssh" bash')
 
     # --- commands ------------------------------------------------------------------------
+    def _command_argv(self, command: str) -> list[str]:
+        """The host command line that runs ``command`` in the container, as upstream's."""
+        return self._nsenter(["/bin/sh", "-c", COMMAND_PREFIX + command])
+
     def _execute(self, command: str, check_return: bool = True, check_output: bool = True,
                  timeout: Duration | None = 900) -> tuple[int, str]:
+        """Run ``command`` as upstream: ``(status, stdout)`` whatever ``check_return`` and
+        ``check_output`` say; past ``timeout`` its processes are stopped (TERM, KILL two
+        seconds later) and ``subprocess.TimeoutExpired`` is raised."""
         with self.lock:  # after a crash commands fail until start(); after a shutdown they start it again
             if isinstance(self.stopped, MachineCrashed):
                 raise self.stopped
-        if not self.is_up():
+        if not self.connected:
             self.connect()
-        proc = subprocess.Popen(self._nsenter(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=ENVIRONMENT, start_new_session=True)
-        if not check_output:
-            threading.Thread(target=proc.communicate, daemon=True).start()
-            return (-2, "")
+        argv = self._command_argv(command)
+        limit = seconds(timeout)
+        # stdin is the driver's, as upstream's; stderr goes to the log as it comes, and the
+        # call does not wait for it to close (a background job may keep it: `sleep 9 >&2 &`)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={},
+                                start_new_session=True)
+        stderr = threading.Thread(target=self._log_stderr, args=(proc,), name=f"stderr-{self.name}",
+                                  daemon=True)
+        stderr.start()
         with self.lock:
             self._commands.add(proc)
             self.running_command = command
         try:
-            status, out, err = self._wait(proc, command, timeout)
-            for line in err.decode(errors="replace").splitlines():
-                self.log_serial(line)
+            out, timed_out = self._wait(proc, Deadline(limit))
+            stderr.join(0.2)
             with self.lock:
-                if status < 0 or not self._init_alive():
-                    # Killed, or the container's init died under the command (which kills every
-                    # process of its PID namespace): let the supervisor see systemd-nspawn end.
+                if not self._init_alive():
+                    # The container's init died under the command (which kills every process
+                    # of its PID namespace): let the supervisor see systemd-nspawn end.
                     try:
                         wait_for(self.lock, lambda: self.stopped is not None, Deadline(2),
                                  "systemd-nspawn to end", lambda: "it still runs")
@@ -281,26 +447,67 @@ class NspawnMachine(BaseMachine):
             with self.lock:
                 self._commands.discard(proc)
                 self.running_command = None
-        return (status if check_return else -1), out.decode(errors="replace")
+        if timed_out:
+            raise subprocess.TimeoutExpired(argv, limit or 0.0, output=out or None)
+        text = out.decode(errors="replace").replace("\r\n", "\n").replace("\r", "\n")  # text mode, as upstream
+        return proc.returncode, text
 
-    def _wait(self, proc: subprocess.Popen[bytes], command: str,
-              timeout: Duration | None) -> tuple[int, bytes, bytes]:
-        """The command's status and output; past ``timeout``: TERM, KILL 2 s later, status 124."""
+    def _wait(self, proc: subprocess.Popen[bytes], deadline: Deadline) -> tuple[bytes, bool]:
+        """The command's stdout once it is closed and the command has exited, and whether
+        the deadline passed first; then the command's process group is stopped: SIGTERM,
+        SIGKILL two seconds later."""
+        assert proc.stdout is not None
+        chunks: list[bytes] = []
+        fd = proc.stdout.fileno()
         try:
-            out, err = proc.communicate(timeout=seconds(timeout))
-            return proc.returncode, out, err
-        except subprocess.TimeoutExpired:
-            self.log(f"command `{command}` exceeded its timeout of {seconds(timeout):g}s; stopping it")
-            _kill_group(proc, signal.SIGTERM)
-            try:
-                out, err = proc.communicate(timeout=2)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc, signal.SIGKILL)
-                out, err = proc.communicate()
-            return 124, out, err
+            with selectors.DefaultSelector() as sel:
+                sel.register(fd, selectors.EVENT_READ)
+                while not deadline.expired:
+                    if sel.select(deadline.remaining()):
+                        data = os.read(fd, 1 << 16)
+                        if not data:
+                            break
+                        chunks.append(data)
+                else:
+                    return self._stop(proc, chunks, sel, deadline), True
+                try:
+                    proc.wait(deadline.remaining())
+                except subprocess.TimeoutExpired:
+                    return self._stop(proc, chunks, sel, deadline), True
+            return b"".join(chunks), False
         except KeyboardInterrupt:
             _kill_group(proc, signal.SIGKILL)
             raise
+        finally:
+            proc.stdout.close()
+
+    def _stop(self, proc: subprocess.Popen[bytes], chunks: list[bytes], sel: selectors.BaseSelector,
+              deadline: Deadline) -> bytes:
+        """Stop a command past its timeout: SIGTERM to its process group, SIGKILL two
+        seconds later; return the output it wrote (not waiting for processes outside its
+        group that may hold its stdout)."""
+        self.log(f"command `{self.running_command}` exceeded its timeout of {deadline.timeout:g}s; stopping it")
+        _kill_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(2)
+        except subprocess.TimeoutExpired:
+            pass
+        _kill_group(proc, signal.SIGKILL)
+        proc.wait()
+        assert proc.stdout is not None
+        fd, last = proc.stdout.fileno(), Deadline(0.5)
+        while not last.expired and sel.select(min(0.05, last.remaining() or 0.0)):
+            data = os.read(fd, 1 << 16)
+            if not data:
+                break
+            chunks.append(data)
+        return b"".join(chunks)
+
+    def _log_stderr(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        with proc.stderr:
+            for raw in iter(proc.stderr.readline, b""):
+                self.log_serial(raw.decode(errors="replace").rstrip("\r\n"))
 
 
 def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import tiny
 
 from conftest import kill_later, processes_mentioning, wait_no_processes
 from test_driver.driver import Driver
-from test_driver.errors import MachineCrashed, MachineError, RequestedAssertionFailed
+from test_driver.errors import MachineCrashed, MachineError, RequestedAssertionFailed, WaitTimeout
 from test_driver.machine import NspawnMachine
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="systemd-nspawn needs root")
@@ -54,8 +55,9 @@ def test_container_and_vm_share_the_machine_api(mixed, tmp_path):
     assert box.succeed("echo hi | nc -N localhost 8000") == "hi\n"
     assert box.succeed("systemctl is-system-running --wait || true").strip() in ("running", "degraded")
     assert box.execute("exit 3") == (3, "")
-    assert box.execute("false | true")[0] == 1  # bash with set -euo pipefail, as in the VMs
-    assert box.execute("sleep 30", timeout=1)[0] == 124
+    assert box.execute("false | true")[0] == 1  # pipefail, as in the VMs
+    with pytest.raises(subprocess.TimeoutExpired):  # as upstream's containers (a VM's command: 124)
+        box.execute("sleep 30", timeout=1)
     host_file = tmp_path / "from-host.txt"
     host_file.write_text("payload")
     box.copy_from_host(str(host_file), "/root/payload.txt")
@@ -137,16 +139,195 @@ def test_sigterm_to_the_driver_stops_containers_too(guest, debian_guest, tmp_pat
     assert leftovers(private_tmp) == []
 
 
-def test_the_first_command_waits_for_the_containers_manager(debian_guest, tmp_path, private_tmp, log):
-    """As nixpkgs' containers test does: start(), then at once a command that needs systemd's bus."""
-    box = nspawn.write_start_script(tmp_path, "box", debian_guest)
+@pytest.mark.parametrize("notify_socket", [True, False], ids=["notify", "no-notify-socket"])
+def test_the_first_command_waits_for_the_containers_manager(debian_guest, tmp_path, private_tmp, log,
+                                                           notify_socket):
+    """As nixpkgs' containers test does: start(), then at once a command that needs systemd's bus.
+    With the notify socket the first command waits for READY=1 (here: systemd has started up);
+    from a start script that keeps the socket from systemd-nspawn, until systemd answers."""
+    box = nspawn.write_start_script(tmp_path, "box", debian_guest, notify_socket=notify_socket)
     out = tmp_path / "out"
     out.mkdir()
-    for run in range(10):
+    for run in range(5):
         with Driver([], [], "", out, log, container_start_scripts=[str(box)]) as driver:
             container = driver.machines[0]
             container.start()
             container.succeed("systemctl start echo-tcp.service")
             assert container.succeed("pwd") == "/\n"
     assert "error retrieving current directory" not in log.text
+    assert ("nothing came on NOTIFY_SOCKET" in log.text) == (not notify_socket)
     assert leftovers(private_tmp) == []
+
+
+@pytest.fixture
+def box(debian_guest, tmp_path, private_tmp, log):
+    """A Driver with one container "box" (not started: its first command starts it); nothing may be
+    left after it."""
+    script = nspawn.write_start_script(tmp_path, "box", debian_guest)
+    out = tmp_path / "out"
+    out.mkdir()
+    with Driver([], [], "", out, log, container_start_scripts=[str(script)]) as driver:
+        yield driver.machines[0]
+    assert leftovers(private_tmp) == []
+
+
+def test_commands_run_as_upstreams(box):
+    """/bin/sh -c 'set -eo pipefail; export USER=root HOME=/root DISPLAY=:0.0; source /etc/profile;
+    set -u; CMD' with an empty environment, in the container's /; check_return and check_output
+    change nothing; the output is read in text mode (universal newlines)."""
+    box.succeed("echo 'export FROM_PROFILE=yes' > /etc/profile.d/td-test.sh")
+    env = dict(line.split("=", 1) for line in box.succeed("env").splitlines() if "=" in line)
+    assert env["FROM_PROFILE"] == "yes"  # /etc/profile (and what it sources) is read by every command
+    assert (env["USER"], env["HOME"], env["DISPLAY"]) == ("root", "/root", ":0.0")
+    assert env["PATH"] == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # Debian's profile
+    assert not {"TERM", "NOTIFY_SOCKET", "RUN_NSPAWN_ROOT_DIR", "PYTEST_CURRENT_TEST"} & set(env)
+    assert box.succeed('echo "$0"') == "/bin/sh\n"
+    assert box.succeed("pwd") == "/\n"
+    assert box.execute("false; echo not reached") == (1, "")  # set -e
+    assert box.execute("false | true")[0] == 1  # pipefail
+    assert box.execute("echo $UNSET_VARIABLE")[0] != 0  # set -u, after /etc/profile
+    assert box.execute("echo hi; exit 3", check_return=False) == (3, "hi\n")
+    assert box.execute("echo hi; exit 4", check_output=False) == (4, "hi\n")
+    assert box.execute(r"printf 'a\r\nb\rc'") == (0, "a\nb\nc")
+
+
+def test_a_commands_timeout_raises_timeout_expired(box):
+    """As upstream's subprocess.run: TimeoutExpired (timeout, output so far); the command's
+    processes are gone afterwards."""
+    tic = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired) as info:
+        box.execute("echo started; sleep 61; echo late", timeout=2)
+    assert 2 <= time.monotonic() - tic < 6
+    assert info.value.timeout == 2.0 and info.value.output == b"started\n"
+    with pytest.raises(subprocess.TimeoutExpired):
+        box.succeed("sleep 62", timeout=datetime.timedelta(seconds=1))
+    assert box.execute("pgrep -f 'sleep 6[12]'") == (1, "")  # nothing left behind
+    script = ("import subprocess\n"
+              "try:\n    box.execute('sleep 63', timeout=1)\n"
+              "except subprocess.TimeoutExpired as e:\n    caught = e.timeout\n")
+    symbols: dict = {"box": box}
+    exec(script, symbols)
+    assert symbols["caught"] == 1.0
+
+
+def test_stdin_is_the_drivers(box):
+    """As upstream (subprocess.run without stdin=): a command reads what the driver's stdin has."""
+    reader, writer = os.pipe()
+    os.write(writer, b"from-the-driver")
+    os.close(writer)
+    saved = os.dup(0)
+    os.dup2(reader, 0)
+    os.close(reader)
+    try:
+        assert box.execute("head -c 15") == (0, "from-the-driver")
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+
+
+def test_stderr_is_logged_and_not_awaited(box, log):
+    """Upstream passes the driver's stderr: a command returns when its stdout is closed and it
+    has exited, whoever still holds its stderr."""
+    tic = time.monotonic()
+    assert box.execute("sleep 64 >&2 &", timeout=20) == (0, "")  # upstream's way to detach
+    assert time.monotonic() - tic < 5
+    box.succeed("pkill -f 'sleep 6[4]'")
+    box.succeed("echo to-the-log >&2")
+    assert "box # to-the-log" in log.text
+
+
+def test_is_up_from_start_until_the_end(box):
+    assert not box.is_up()
+    box.start()
+    assert box.is_up()  # at once, as upstream's (process is not None)
+    box.succeed("true")
+    assert box.is_up()
+    box.shutdown()
+    assert not box.is_up()
+
+
+def test_the_start_script_gets_three_variables(debian_guest, tmp_path, private_tmp, log):
+    """RUN_NSPAWN_ROOT_DIR, RUN_NSPAWN_SHARED_DIR and NOTIFY_SOCKET (a socket in the driver's
+    private directory), nothing else, as upstream."""
+    (tmp_path / "real").mkdir()
+    real = nspawn.write_start_script(tmp_path / "real", "box", debian_guest)
+    recorded = tmp_path / "environ"
+    wrapper = tiny.write_executable(tmp_path / "run-box-nspawn", f"#!/bin/sh\n"
+                                    f"/usr/bin/tr '\\0' '\\n' < /proc/$$/environ > {recorded}\nexec {real}\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    with Driver([], [], "", out, log, container_start_scripts=[str(wrapper)]) as driver:
+        box = driver.machines[0]
+        box.succeed("true")
+        env = dict(line.split("=", 1) for line in recorded.read_text().splitlines())
+        assert set(env) == {"RUN_NSPAWN_ROOT_DIR", "RUN_NSPAWN_SHARED_DIR", "NOTIFY_SOCKET"}
+        assert env["RUN_NSPAWN_ROOT_DIR"] == str(box.state_dir)
+        assert env["RUN_NSPAWN_SHARED_DIR"] == str(box.shared_dir)
+        notify = Path(env["NOTIFY_SOCKET"])
+        assert notify == box.notify_socket_path and notify.is_socket()
+        assert notify.parent == driver.tmp_dir or notify.parent.name.startswith("td-nspawn-")
+        assert notify.parent.stat().st_mode & 0o077 == 0  # a private directory
+        box.shutdown()
+    assert not notify.exists()
+    assert "nothing came on NOTIFY_SOCKET" not in log.text
+    assert leftovers(private_tmp) == []
+
+
+def test_the_first_command_waits_for_the_containers_ready_1(box):
+    """With --notify-ready=yes systemd-nspawn passes on READY=1 once the container's systemd
+    has started up: the first command comes after that."""
+    box.start()
+    status, state = box.execute("systemctl is-system-running")
+    assert state.strip() in ("running", "degraded"), state
+
+
+FAKE_NSPAWN = r"""#!/bin/bash
+# Says what systemd-nspawn says, but READY=1 only 3 s after its "init" (a sleep in a mount
+# namespace where /bin/sh is bash) runs and the console has said "Welcome to".
+echo "systemd-nspawn's PID is $$"
+/usr/bin/unshare --mount --propagation private /bin/sh -c 'mount --bind /bin/bash /bin/sh && exec sleep 600' &
+init=$!
+/usr/bin/systemd-notify "X_NSPAWN_LEADER_PID=$init"
+echo "Welcome to the fake container!"
+read -t 3 -u 0 || true  # no child meanwhile (stdin: a pipe nobody writes)
+/usr/bin/systemd-notify READY=1
+wait
+"""
+
+
+def test_the_first_command_waits_for_ready_1(tmp_path, private_tmp, log):
+    """Not a boot line, not the init: READY=1 on the notify socket, as upstream."""
+    script = tiny.write_executable(tmp_path / "run-box-nspawn", FAKE_NSPAWN)
+    out = tmp_path / "out"
+    out.mkdir()
+    with Driver([], [], "", out, log, container_start_scripts=[str(script)]) as driver:
+        box = driver.machines[0]
+        tic = time.monotonic()
+        box.start()
+        assert box.succeed("echo ready") == "ready\n"
+        assert time.monotonic() - tic >= 2.5
+        assert box.init_pid == box.leader_pid
+
+
+def test_the_wait_is_bounded_and_fails_at_once_when_the_container_dies(tmp_path, private_tmp, log):
+    """Start scripts that never get ready: one prints a line and sleeps (the wait ends after its
+    timeout with the last console lines, saying it is still waiting every 10 s), one dies."""
+    out = tmp_path / "out"
+    for directory in (out, tmp_path / "a", tmp_path / "b"):
+        directory.mkdir()
+    sleeper = tiny.write_executable(tmp_path / "a" / "run-box-nspawn",
+                                    "#!/bin/sh\necho console says hello\nexec /bin/sleep 60\n")
+    with Driver([], [], "", out, log, container_start_scripts=[str(sleeper)]) as driver:
+        tic = time.monotonic()
+        with pytest.raises(WaitTimeout, match="READY=1.*console says hello"):
+            driver.machines[0].connect(timeout=11)
+        assert 11 <= time.monotonic() - tic < 14
+    assert "still waiting for container 'box' to reach ready state..." in log.text
+    dying = tiny.write_executable(tmp_path / "b" / "run-box-nspawn",
+                                  "#!/bin/sh\necho about to die\nsleep 1\nexit 3\n")
+    with Driver([], [], "", out, log, container_start_scripts=[str(dying)]) as driver:
+        tic = time.monotonic()
+        with pytest.raises(MachineCrashed) as info:
+            driver.machines[0].succeed("true")
+        assert time.monotonic() - tic < 5
+        assert "about to die" in info.value.post_mortem.serial_tail

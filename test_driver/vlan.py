@@ -16,10 +16,14 @@ from .machine.supervisor import die_with_parent
 
 
 class VLan:
-    """A vde_switch whose control socket lives in ``tmp_dir/vde<nr>.ctl``.
+    """A vde_switch in hub mode whose control socket lives in ``tmp_dir/vde<nr>.ctl``.
 
-    Start scripts find it through the environment variable ``QEMU_VDE_SOCKET_<nr>``,
-    as with upstream's driver.
+    As upstream's: start scripts find it through ``QEMU_VDE_SOCKET_<nr>``, also set in
+    the driver's own environment while the VLAN runs; the switch floods every frame
+    to every port (``--hub``: VLAN-tagged frames pass too); and ``vde_plug2tap``
+    plugs a tap interface ``vde-tap<nr>`` of the driver's network namespace into it,
+    which containers' start scripts bridge to.  Creating a tap needs CAP_NET_ADMIN:
+    without it (an unprivileged build user) there is no tap, as upstream.
     """
 
     def __init__(self, nr: int, tmp_dir: Path, logger: AbstractLogger, timeout: float = 30) -> None:
@@ -31,12 +35,14 @@ class VLan:
             raise DriverError("vde_switch not found on PATH (Debian: apt-get install vde2)")
         logger.info(f"start vlan {nr}")
         self.process = subprocess.Popen(
-            ["vde_switch", "-s", str(self.socket_dir), "--dirmode", "0700"],
+            ["vde_switch", "-s", str(self.socket_dir), "--dirmode", "0700", "--hub"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=die_with_parent)
         self.pid = self.process.pid
         self.stopping = False
         self.died: str | None = None  # why the switch ended, if it died during the test
+        self.tap_name = f"vde-tap{nr}"
+        self.plug: subprocess.Popen[bytes] | None = None  # vde_plug2tap, once the switch runs
         try:
             self._wait_ready(Deadline(timeout))
         except BaseException:
@@ -44,6 +50,13 @@ class VLan:
             raise
         self.watcher = threading.Thread(target=self._watch, name=f"vlan{nr}-watch", daemon=True)
         self.watcher.start()
+        if shutil.which("vde_plug2tap"):
+            logger.info(f"creating tap interface {self.tap_name}")
+            self.plug = subprocess.Popen(
+                ["vde_plug2tap", "-s", str(self.socket_dir), self.tap_name],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True, preexec_fn=die_with_parent)
+        os.environ.update(self.env)
         logger.info(f"running vlan (pid {self.pid}; ctl {self.socket_dir})")
 
     def _watch(self) -> None:
@@ -51,7 +64,7 @@ class VLan:
         status = self.process.wait()
         if not self.stopping:
             self.died = f"vde_switch of vlan {self.nr} (pid {self.pid}) died with status {status}"
-            self.logger.error(f"{self.died}: machines on vlan {self.nr} are cut off from each other")
+            self.logger.report_error(f"{self.died}: machines on vlan {self.nr} are cut off from each other")
 
     @property
     def env(self) -> dict[str, str]:
@@ -76,6 +89,16 @@ class VLan:
     def stop(self) -> None:
         """Terminate the switch (SIGKILL after 5 s) and remove its socket directory."""
         self.stopping = True
+        for name in self.env:
+            if os.environ.get(name) == self.env[name]:
+                del os.environ[name]
+        if self.plug is not None and self.plug.poll() is None:
+            self.plug.terminate()
+            try:
+                self.plug.wait(5)
+            except subprocess.TimeoutExpired:
+                self.plug.kill()
+                self.plug.wait()
         if self.process.poll() is None:
             self.logger.info(f"kill vlan (pid {self.pid})")
             self.process.terminate()

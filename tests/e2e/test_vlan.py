@@ -157,3 +157,41 @@ def test_netcat_transfer_with_stdin_left_open(net):
     want = m["b"].succeed("md5sum < /tmp/blob").split()[0]
     m["a"].succeed("nc -w 5 b 7777 > /tmp/got", timeout=60)
     assert m["a"].succeed("md5sum < /tmp/got").split()[0] == want
+
+
+def test_vlan_tagged_frames_pass_between_machines(net):
+    """Upstream's switch is a hub: 802.1Q-tagged frames reach the other machines (nixpkgs'
+    networkd-and-scripted vlan-ping); a learning switch drops them."""
+    _, m = net
+    for name, host in (("a", 1), ("b", 2)):
+        m[name].succeed("ip link add link eth1 name eth1.5 type vlan id 5",
+                        f"ip addr add 10.5.0.{host}/24 dev eth1.5", "ip link set eth1.5 up")
+    m["a"].succeed("ping -c1 -W10 10.5.0.2")
+    m["b"].succeed("ping -c1 -W10 10.5.0.1")
+
+
+TAP_SCRIPT = r'''
+import os
+import subprocess
+start_all()
+assert os.environ["QEMU_VDE_SOCKET_1"] == str(vlan1.socket_dir)
+solo.succeed("true")
+subprocess.run("ip link set vde-tap1 up && ip addr add 192.168.1.254/24 dev vde-tap1", shell=True, check=True)
+solo.succeed("ping -c1 -W10 192.168.1.254")
+print("TAP OK")
+'''
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a tap interface and a network namespace need root")
+def test_the_driver_side_tap_is_on_the_vlan(guest, tmp_path, private_tmp):
+    """As upstream, vde_plug2tap plugs vde-tap<N> of the driver's network namespace into VLAN N
+    (containers' start scripts bridge to it).  The driver runs in a namespace of its own, as in
+    the Nix sandbox: the host's network is untouched."""
+    script = tiny.write_start_script(tmp_path, "solo", guest, vlans={1: 1})
+    test = tmp_path / "t.py"
+    test.write_text(TAP_SCRIPT)
+    result = subprocess.run(["unshare", "--net", sys.executable, "-m", "test_driver.cli_main",
+                             "--start-scripts", str(script), "--vlans", "1", "-o", str(tmp_path), "--",
+                             str(test)], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0 and "TAP OK" in result.stdout, result.stdout + result.stderr
+    assert "creating tap interface vde-tap1" in result.stderr

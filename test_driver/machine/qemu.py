@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 from ..deadline import Deadline, Duration, seconds, wait_for
 from ..efi import EfiVariable, EfiVars
-from ..errors import (MachineCrashed, MachineError, MachineStopped, QMPError, RequestedAssertionFailed,
-                      WaitTimeout)
+from ..errors import (BackdoorError, MachineCrashed, MachineError, MachineStopped, QMPError,
+                      RequestedAssertionFailed, WaitTimeout)
 from ..keys import key_for
 from ..logger import AbstractLogger
 from ..ocr import text_variants
@@ -29,7 +29,7 @@ from ..protocol.monitor import Monitor
 from ..protocol.qmp import QMPClient
 from ..protocol.stream import Stream, StreamEOF
 from .base import BaseMachine, wait_until
-from .start_command import Sockets, StartCommand, shell_socketpair
+from .start_command import ALIVE_PORT_ID, Sockets, StartCommand, shell_socketpair
 from .supervisor import Channel, Exit, Supervisor
 
 SERIAL_TAIL = 50
@@ -119,9 +119,12 @@ class QemuMachine(BaseMachine):
         self.interruptible_commands = False
         """Run every command so that Ctrl-C can stop it in the guest (the interactive shell sets it)."""
         self._conns: dict[str, socket.socket] = {}
+        self.backdoor_died = False  # the guest closed the alive port: its backdoor shell is gone
+        self.backdoor_died_at: float | None = None  # when (time.monotonic()) it was last seen dying
         self.shell_stream = Stream(f"{self.name} shell")
+        self.reply_stream = Stream(f"{self.name} reply port")
         self.monitor_stream = Stream(f"{self.name} monitor")
-        self.shell = Backdoor(self.shell_stream, self._sender("shell"), self._junk)
+        self.shell = Backdoor(self.shell_stream, self._sender("shell"), self._junk, self.reply_stream)
         self.monitor = Monitor(self.monitor_stream, self._sender("monitor"))
         self.qmp_client = QMPClient(self._sender("qmp"), f"{self.name} QMP")
         self.restart_policy: RestartPolicy | None = None
@@ -182,7 +185,7 @@ class QemuMachine(BaseMachine):
             listener.bind(str(path))
             listener.listen(1)
             listeners[which] = listener
-        for stream in (self.shell_stream, self.monitor_stream):
+        for stream in (self.shell_stream, self.reply_stream, self.monitor_stream):
             stream.reset()
         self.qmp_client = QMPClient(self._sender("qmp"), f"{self.name} QMP")
         self.qmp_client.listeners.append(self._on_qmp_event)
@@ -199,9 +202,11 @@ class QemuMachine(BaseMachine):
 
         qmp = self.qmp_client
         shell, qemus_shell = shell_socketpair()
+        reply, qemus_reply = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         channels = [
             Channel("shell", self.shell_stream.feed, self.shell_stream.feed_eof,
                     on_connect=self._on_connect("shell"), conn=shell),
+            Channel("reply", self.reply_stream.feed, self.reply_stream.feed_eof, conn=reply),
             Channel("qmp", qmp.feed, qmp.feed_eof, listeners["qmp"], self._on_connect("qmp")),
             Channel("monitor", self.monitor_stream.feed, self.monitor_stream.feed_eof,
                     listeners["monitor"], self._on_connect("monitor")),
@@ -213,11 +218,12 @@ class QemuMachine(BaseMachine):
         try:
             self.pid = self.supervisor.launch(
                 self.start_command.argv(self.sockets, qemus_shell.fileno(),
-                                        self.reboots),
+                                        self.reboots, qemus_reply.fileno()),
                 StartCommand.environment(self.state_dir, self.shared_dir,
                                          {"NIX_EFI_VARS": str(self.efi_vars_path), **self.extra_env}),
                 str(self.state_dir),
-                channels, serial, stderr, self._on_exit, pass_fds=(qemus_shell.fileno(),))
+                channels, serial, stderr, self._on_exit,
+                pass_fds=(qemus_shell.fileno(), qemus_reply.fileno()))
             with self.lock:
                 self.booted = True
             deadline = Deadline(60)
@@ -229,9 +235,11 @@ class QemuMachine(BaseMachine):
         except BaseException:
             self.release()
             shell.close()  # (already closed by release() if the supervisor took it)
+            reply.close()
             raise
         finally:
             qemus_shell.close()
+            qemus_reply.close()
             for listener in listeners.values():
                 listener.close()
         self.log(f"QEMU running (pid {self.pid})")
@@ -250,6 +258,14 @@ class QemuMachine(BaseMachine):
     def _on_qmp_event(self, event: dict[str, Any]) -> None:
         """Runs in the supervisor thread for every QMP event."""
         name = event.get("event", "")
+        data = event.get("data", {})
+        if name == "VSERPORT_CHANGE" and data.get("id") == ALIVE_PORT_ID and not data.get("open"):
+            # The guest closed the alive port: the backdoor shell, which alone held it, died.
+            # A reply already complete is still read; a missing one fails at once.
+            self.backdoor_died = True
+            self.backdoor_died_at = time.monotonic()
+            self.log("the backdoor shell died (the guest closed its alive port)")
+            self.reply_stream.feed_eof()
         if name not in LIFECYCLE_EVENTS:
             return
         stamp = event.get("timestamp", {})
@@ -335,7 +351,7 @@ class QemuMachine(BaseMachine):
             self.lock.notify_all()
         if crashed:  # on disk before any waiter wakes up with the error that points to it
             self._write_post_mortem(self.post_mortem)
-        for stream in (self.shell_stream, self.monitor_stream):
+        for stream in (self.shell_stream, self.reply_stream, self.monitor_stream):
             stream.fail(self.stopped)
         self.qmp_client.fail(self.stopped)
         with self.console_cond:
@@ -420,6 +436,8 @@ class QemuMachine(BaseMachine):
                     raise self._stopped_error("closed the backdoor connection") from None
             if said.strip():
                 self.log(f"guest shell says: {said!r}")
+            self.backdoor_died = False
+            self.reply_stream.reset()  # what a dead shell's copier left, and its end
             self.shell.install(Deadline(60))
             self.connected = True
             self.log(f"connected to guest root shell (in {time.monotonic() - tic:.2f}s)")
@@ -448,6 +466,14 @@ class QemuMachine(BaseMachine):
                     self.shell.interrupt(nonce, "KILL")
                 raise
             except StreamEOF:
+                if self.backdoor_died and self.stopped is None:
+                    # QEMU runs, the guest's shell is gone: the next command waits for its restart
+                    self.connected = False
+                    tail = "\n".join(f"    {line}" for line in list(self.serial_tail)[-10:])
+                    raise BackdoorError(
+                        f"the backdoor shell of machine {self.name!r} died while running `{command}` "
+                        f"(it closed its alive port: killed, or out of memory?); the next command waits "
+                        f"for the guest to restart it. Last console lines:\n{tail}") from None
                 raise self._stopped_error(f"closed the backdoor while running `{command}`") from None
             finally:
                 self.running_command = None

@@ -18,6 +18,9 @@ from pathlib import Path
 from ..errors import DriverError
 
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the NUL
+REPLY_PORT = "org.nixos.test-driver.reply"  # the guest finds them in /sys/class/virtio-ports/*/name
+ALIVE_PORT = "org.nixos.test-driver.alive"
+ALIVE_PORT_ID = "td-alive"
 SHELL_SEND_BUFFER = 64 << 20
 _SO_SNDBUFFORCE = 32  # Linux; not in Python's socket module
 
@@ -82,12 +85,25 @@ class StartCommand:
         if path.is_dir() or not os.access(path, os.X_OK):
             raise DriverError(f"start script {path} is not an executable file")
 
-    def argv(self, sockets: Sockets, shell_fd: int, allow_reboot: bool = False) -> list[str]:
-        """QEMU's arguments; ``shell_fd`` is QEMU's end of the shell socketpair (inherited)."""
+    def argv(self, sockets: Sockets, shell_fd: int, allow_reboot: bool = False,
+             reply_fd: int | None = None) -> list[str]:
+        """QEMU's arguments; ``shell_fd`` and ``reply_fd`` are QEMU's ends of the shell's and
+        the reply port's socketpairs (inherited)."""
         extra = [
             "-chardev", f"socket,id=shell,fd={shell_fd}",
             "-device", "virtio-serial",
             "-device", "virtconsole,chardev=shell",
+        ]
+        if reply_fd is not None:
+            # The commands' replies: a virtio serial port, not a console, so that QEMU throttles
+            # the guest's writer when the host does not read instead of dropping output.  The
+            # alive port carries nothing: the guest's shell alone holds it open, so QMP's
+            # VSERPORT_CHANGE event for its id says when that shell died.
+            extra += ["-chardev", f"socket,id=tdreply,fd={reply_fd}",
+                      "-device", f"virtserialport,chardev=tdreply,name={REPLY_PORT}",
+                      "-chardev", "null,id=tdalive",
+                      "-device", f"virtserialport,chardev=tdalive,name={ALIVE_PORT},id={ALIVE_PORT_ID}"]
+        extra += [
             # hvc1, the commands' stdin: a terminal the driver never writes to (see protocol/backdoor.py)
             "-chardev", "null,id=stdin",
             "-device", "virtconsole,chardev=stdin",

@@ -5,8 +5,17 @@ lines from /dev/hvc0 in raw mode.  After the greeting the driver defines its hel
 shell functions once; from then on a command costs one line out and one reply
 back, with no process exec'ed in the guest beyond what the command itself runs:
 
-    __td_now NONCE $'command' [1]                    (host -> guest, no timeout; 1: names $$)
+    __td_now NONCE $'command' [1]                    (host -> guest, no timeout; 1: own bash)
     set -m; __td_run NONCE $'command' [1] </dev/null & __td_p=$!; set +m   (with a timeout)
+
+Replies come on the reply port when the driver added one (a virtio serial port,
+which QEMU throttles instead of dropping output; see the HELPERS' last part): the
+command's stdout streams out raw, through one ``cat`` started at install, framed
+``\\0TD0 NONCE\\n`` (the command's shell exited) and ``\\0TD2 NONCE STATUS\\n`` (the
+end).  Nothing holds the output in the guest and any byte passes, NUL included.
+An alive port, held open by the shell alone, closes when the shell dies.  Without
+those ports, replies come on hvc0:
+
     TD0 NONCE\\n                                     (guest -> host: the command exited)
     TD1 NONCE STATUS LENGTH\\n<LENGTH bytes of stdout>\\0  (guest -> host: the reply)
 
@@ -14,21 +23,22 @@ Both run the command as upstream's ``bash -c 'set -euo pipefail; CMD'`` would
 see it: ``$0`` is ``bash``, stdin is hvc1 (a console port the driver adds and
 never writes to: a terminal that never delivers data nor EOF, so a command that
 reads stdin blocks as under upstream and can never eat the protocol's bytes), and
-a command naming ``$$`` runs in a bash of its own (one exec more), so that ``$$``
-is its own shell; others are eval'd in a subshell (no exec).  Stdout is captured
-by command substitution (so, like upstream's pipe to base64, the reply waits
-until every process holding stdout closed it, and a background process can never
-spill into a later reply), kept whole: an end marker, unique per command, follows
-the output and is removed again, and when the command's shell exits with a
-process it started still holding stdout, ``__td_drain`` holds the marker back
-until no such process is left, so late output keeps its trailing newlines too.
-The reply carries the byte length, so any output is unambiguous.  A NUL
-byte, which a bash variable cannot hold, ends the reply: if it comes before
+a command naming ``$$``, ``exec`` or ``trap`` runs in a bash of its own (one exec
+more), so that ``$$`` is its own shell; others are eval'd in a subshell (no exec).
+Stderr goes to the guest's serial console.  When the command's shell exits with a
+process it started still holding stdout, ``__td_drain`` holds the end back until
+no such process is left, as upstream's pipe to base64 waits for every holder.
+
+On the reply port, a process that left the command's process tree and keeps its
+stdout is not waited for: what it writes later arrives outside any reply and is
+reported as stray output.  On hvc0, stdout is captured by command substitution
+(which waits for every holder), kept whole by an end marker, unique per command,
+removed again; the reply carries the byte length, so any output is unambiguous.  A
+NUL byte, which a bash variable cannot hold, ends the reply: if it comes before
 LENGTH bytes, bytes were lost on the way (QEMU drops console output that the
-host's socket does not take at once) and ``reply`` raises BackdoorError at
-once instead of waiting for bytes that will never come.
-Stderr goes to the guest's serial console.
-Bash cannot hold NUL bytes in a variable: they are dropped from the output.
+host's socket does not take at once) and ``reply`` raises BackdoorError at once
+instead of waiting for bytes that will never come.  NUL bytes of the output are
+dropped there.
 
 The exit notice ``TD0`` is written (a builtin printf, no fork) when the command's
 shell exits, straight to hvc0; the reply follows once its stdout is closed.  A
@@ -58,6 +68,8 @@ from .stream import Stream
 GREETING = re.compile(rb"Spawning backdoor root shell\.\.\.\r?\n?")
 # TD1 NONCE STATUS LENGTH (a reply) or TD0 NONCE (the command exited; its reply follows)
 FRAME = re.compile(rb"TD(?:1 ([0-9a-f]{1,32}) (-?\d{1,5}) (\d{1,12})|0 ([0-9a-f]{1,32}))\n")
+# On the reply port: \0TD0 NONCE (the command's shell exited) or \0TD2 NONCE STATUS (the end)
+PORT_FRAME = re.compile(rb"\0TD([02]) ([0-9a-f]{1,32})(?: (-?\d{1,5}))?\n")
 
 # Sent once after the greeting.  __td_now NONCE CMD runs CMD in one subshell (a
 # command substitution whose EXIT trap appends the end marker): the fast path for
@@ -97,7 +109,10 @@ __td_drain() {  # the command's shell exits: wait while a job it started holds i
     for ((p = 0; p < ${#known[@]}; p++)); do  # the list grows by the children it finds
       [[ ${seen[${known[p]}]-} ]] || { seen[${known[p]}]=1
         read -r more < /proc/${known[p]}/task/${known[p]}/children; known+=($more); }
-      for f in /proc/${known[p]}/fd/*; do [[ $f -ef $out ]] && { holds=1; break 2; }; done
+      # (the reply port's pipe as stdout, or any fd but the inherited one the helpers write frames to)
+      for f in /proc/${known[p]}/fd/*; do
+        [[ ${f##*/} != "${__td_out-}" && $f -ef $out ]] && { holds=1; break 2; }
+      done
     done 2>/dev/null
     [[ $holds ]] || return 0
     read -t 0.$((t < 4 ? ++t : 5)) -u $__td_idle; (($? > 128)) || sleep 0.5  # > 128: timed out
@@ -164,6 +179,52 @@ __td_kill() {
   kill -s CONT -- "-$root" "${__td_groups[@]/#/-}" 2>/dev/null
   return 0
 }
+# The reply port, when the driver added it (a virtio serial port: QEMU holds the guest's writer
+# back instead of dropping what the host does not take at once).  One `cat` started now copies a
+# pipe to it for good: a command's stdout is that pipe, so its output streams out as it is written
+# (raw bytes, NULs too; no shell holds it), framed by \0TD0 NONCE (the command's shell exited) and
+# \0TD2 NONCE STATUS (the reply ends).  The alive port is held by this shell alone (commands and
+# cat close it): when the shell dies, even in the middle of a command, the port closes and the
+# host knows at once.  A port still held by the cat of a shell that died is taken back.
+__td_out= __td_alive=
+__td_open() {  # __td_open VAR DEVICE: open DEVICE for writing as fd $VAR, taking it from whoever holds it
+  local try f p
+  for try in 1 2 3 4 5 6 7 8 9 10; do
+    exec {__td_fd2}>"$2" && { printf -v "$1" %s "$__td_fd2"; return 0; }
+    for f in /proc/[0-9]*/fd/*; do [[ $f -ef $2 ]] && { p=${f#/proc/}; kill -9 "${p%%/*}"; }; done
+    read -t 0.1 -u $__td_idle
+  done
+  return 1
+}
+for __td_p in /sys/class/virtio-ports/vport*; do
+  read -r __td_n < "$__td_p/name" || continue
+  case $__td_n in
+    org.nixos.test-driver.reply) __td_open __td_port "/dev/${__td_p##*/}" ;;
+    org.nixos.test-driver.alive) __td_open __td_alive "/dev/${__td_p##*/}" ;;
+  esac
+done 2>/dev/null
+if [[ ${__td_port-} && $__td_alive ]]; then
+  coproc __td_copier { exec cat >&$__td_port {__td_alive}>&- {__td_fd}>&- {__td_in}<&- {__td_idle}<&-; }
+  exec {__td_out}>&"${__td_copier[1]}" {__td_port}>&-
+elif [[ ${__td_port-} ]]; then
+  exec {__td_port}>&-
+fi 2>/dev/null
+if [[ $__td_out ]]; then
+__td_now() {
+  ( exec {__td_alive}>&- {__td_fd}>&-; trap "printf '\\0TD0 %s\\n' $1 >&$__td_out; __td_drain ${!-}" EXIT
+    exec <&$__td_in; if [[ ${3-} ]]; then bash -c "set -euo pipefail; $2"
+    else BASH_ARGV0=bash; __td_c=$2; set -euo pipefail --; eval "$__td_c"; fi ) >&$__td_out
+  printf '\0TD2 %s %d\n' "$1" $? >&$__td_out
+}
+__td_run() {
+  exec {__td_alive}>&- {__td_fd}>&-
+  ( set -m; (export __TD_TAG=$1; trap "printf '\\0TD0 %s\\n' $1 >&$__td_out; __td_drain ${!-}" EXIT
+             exec <&$__td_in; if [[ ${3-} ]]; then bash -c "set -euo pipefail; $2"
+             else BASH_ARGV0=bash; __td_c=$2; set -euo pipefail --; eval "$__td_c"; fi) & wait $!
+  ) >&$__td_out
+  printf '\0TD2 %s %d\n' "$1" $? >&$__td_out
+}
+fi
 """
 
 # Commands that get a bash of their own (one fork and exec more), as upstream's `bash -c`; the
@@ -188,10 +249,14 @@ class Backdoor:
     """One guest root shell, reached through ``stream`` (reads) and ``send`` (writes)."""
 
     def __init__(self, stream: Stream, send: Callable[[bytes], None],
-                 on_junk: Callable[[bytes], None] | None = None) -> None:
+                 on_junk: Callable[[bytes], None] | None = None, replies: Stream | None = None) -> None:
         self.stream = stream
         self.send = send
         self.on_junk = on_junk or (lambda data: None)
+        self.replies = replies
+        """What the reply port carries, if the machine has one."""
+        self.port = False
+        """Whether the guest's shell sends replies on the reply port (found at ``install``)."""
         self.issued: dict[str, float] = {}
         """Nonces of commands whose reply has not been read yet, with when each was sent."""
 
@@ -205,8 +270,10 @@ class Backdoor:
         """Define the helper functions in the guest shell and check that it answers."""
         nonce = secrets.token_hex(8)
         self.issued[nonce] = time.monotonic()
-        self.send(f"{HELPERS}\nprintf 'TD1 %s 0 0\\n\\0' {nonce}\n".encode())
-        self.reply(nonce, deadline)
+        # the status says where replies come: 1 on the reply port, 0 on hvc0
+        self.send(f"{HELPERS}\nprintf 'TD1 %s %d 0\\n\\0' {nonce} ${{__td_out:+1}}\n".encode())
+        self.port = False
+        self.port = self.reply(nonce, deadline)[0] == 1 and self.replies is not None
 
     def run(self, command: str, interruptible: bool = True) -> str:
         """Start ``command`` in the guest; return the nonce its reply will carry.
@@ -233,7 +300,58 @@ class Backdoor:
 
     def reply(self, nonce: str, deadline: Deadline, linger: float | None = None,
               on_linger: Callable[[], None] | None = None) -> tuple[int, bytes]:
-        """Wait for the reply carrying ``nonce``: (exit status, stdout bytes).
+        """Wait for the reply carrying ``nonce``: (exit status, stdout bytes).  On the reply
+        port when the guest's shell uses it, else on hvc0 (see ``_reply_on_console``)."""
+        if self.port and self.replies is not None:
+            return self._reply_on_port(self.replies, nonce, deadline, linger, on_linger)
+        return self._reply_on_console(nonce, deadline, linger, on_linger)
+
+    def _reply_on_port(self, replies: Stream, nonce: str, deadline: Deadline, linger: float | None,
+                       on_linger: Callable[[], None] | None) -> tuple[int, bytes]:
+        """The output streamed on the reply port up to ``\\0TD2 NONCE STATUS``.
+
+        Frames of commands nobody waits for any more end their output, which is
+        dropped; a frame naming a nonce never issued is output that looks like one.
+        ``linger`` and ``on_linger`` as for the console (``\\0TD0 NONCE`` says the
+        command's shell exited)."""
+        output = bytearray()
+        exited: Deadline | None = None
+        while True:
+            wait = exited if exited is not None and on_linger is not None else deadline
+            try:
+                before, match = replies.expect(PORT_FRAME, wait, f"the reply to command {nonce}")
+            except WaitTimeout:
+                if wait is deadline or on_linger is None:
+                    raise
+                on_linger()
+                on_linger = None
+                continue
+            kind, seen = match[1], match[2].decode()
+            if seen not in self.issued or (kind == b"2") != (match[3] is not None):
+                output += before + match[0]
+                continue
+            if seen != nonce:  # the end of an abandoned command's output
+                output.clear()
+                if kind == b"2":
+                    del self.issued[seen]
+                continue
+            output += before
+            if kind == b"0":
+                if linger is not None:
+                    grace = max(linger, (time.monotonic() - self.issued[seen]) / 2)
+                    left = deadline.remaining()
+                    exited = Deadline(grace if left is None else min(grace, left))
+                continue
+            del self.issued[seen]
+            # hvc0 carries nothing else now: what came there meanwhile was written by a command
+            junk = self.stream.take_unless(GREETING)
+            if junk.strip():
+                self.on_junk(junk)
+            return int(match[3]), bytes(output)
+
+    def _reply_on_console(self, nonce: str, deadline: Deadline, linger: float | None = None,
+                          on_linger: Callable[[], None] | None = None) -> tuple[int, bytes]:
+        """Wait for the reply carrying ``nonce`` on hvc0.
 
         Replies and notices of earlier commands nobody waits for any more (timed
         out, or started without waiting) are read past; anything else, a header

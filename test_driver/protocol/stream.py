@@ -103,6 +103,13 @@ class Stream:
                            lambda: f"{len(self.buf)} bytes without the end {delimiter!r}", self._check)
             return self._consume(end - len(delimiter), end)
 
+    def take_unless(self, pattern: re.Pattern[bytes]) -> bytes:
+        """What is buffered now, consumed, unless ``pattern`` is in it (then nothing)."""
+        with self.cond:
+            if pattern.search(self.buf):
+                return b""
+            return self._consume(len(self.buf), len(self.buf))
+
     def _consume(self, keep: int, end: int) -> bytes:
         """Remove ``buf[:end]``; return a copy of ``buf[:keep]`` (one copy, however large)."""
         with memoryview(self.buf) as view:

@@ -25,20 +25,18 @@ def test_garbage_on_the_backdoor_channel_is_skipped(make_driver, log):
     assert "unexpected output on the backdoor shell" in log.text and "TD1 abcdef" in log.text
 
 
-# The backdoor shell itself (`bash --norc /dev/hvc0`; a command's own $$ is its own shell, as upstream).
-BACKDOOR = "$(grep -la 'no[r]c' /proc/[0-9]*/cmdline | head -n1 | cut -d/ -f3)"
+# The backdoor shell itself: the one process whose stdin is hvc0 (a command's is hvc1).
+BACKDOOR = "$(for f in /proc/[0-9]*/fd/0; do [[ $f -ef /dev/hvc0 ]] && { f=${f%/fd/0}; echo ${f#/proc/}; }; done)"
 
 
-@pytest.mark.parametrize("how", [f"kill -STOP {BACKDOOR}", f"kill -KILL {BACKDOOR}"],
-                         ids=["stops reading", "closes hvc0"])
-def test_backdoor_that_stops_answering_is_a_clear_timeout(make_driver, how):
+def test_backdoor_that_stops_answering_is_a_clear_timeout(make_driver):
     machine = make_driver(["alpha"]).machines[0]
     machine.succeed("true")
     start = time.monotonic()
-    # The guest's backdoor shell stops, or dies and closes its console (then even this reply is lost):
-    # the first call that gets no reply ends by its timeout, with what was awaited and the last state.
+    # The guest's backdoor shell stops (a shell that dies is test_output_channel's): the first call
+    # that gets no reply ends by its timeout, with what was awaited and the last state.
     with pytest.raises(WaitTimeout, match="still running after SIGTERM and SIGKILL to its processes"):
-        machine.execute(how, timeout=3)
+        machine.execute(f"kill -STOP {BACKDOOR}", timeout=3)
         machine.execute("true", timeout=2)
     assert time.monotonic() - start < 3 + 2 + 4 * KILL_GRACE + 3
 
@@ -49,7 +47,7 @@ def test_100_mb_of_output_without_newline_keeps_memory_bounded(run, tmp_path):
               "out = machine.succeed(\"head -c 100000000 /dev/zero | tr '\\\\0' a\")\n"
               "assert len(out) == 100_000_000 and '\\n' not in out\n"
               "print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, 'MB')\n")
-    result = run(script, env={"QEMU_OPTS": "-m 1536"})  # room for bash to hold the output
+    result = run(script, env={"QEMU_OPTS": "-m 256"})  # streamed: the guest never holds the output
     assert result.returncode == 0, result.stderr[-3000:]
     # Storing 100 MB takes the guest's shell seconds after the command exited: no false alarm.
     assert "still holds its stdout open" not in result.stdout + result.stderr

@@ -95,6 +95,13 @@ def test_console_text_is_searched_as_upstream_joins_it(vm):
         vm.wait_for_console_text("ONCE-ONLY", timeout=1)
 
 
+@pytest.mark.parametrize("timeout", [None, 30], ids=["no-timeout", "timeout"])
+def test_nul_bytes_and_trailing_newlines_of_the_output_are_kept(vm, timeout):
+    assert vm.succeed("printf 'a\\0b\\0\\n\\n'", timeout=timeout) == "a\0b\0\n\n"
+    assert vm.succeed("head -c 1000 /dev/zero | wc -c", timeout=timeout).strip() == "1000"
+    assert len(vm.succeed("head -c 100000 /dev/zero", timeout=timeout)) == 100000
+
+
 def test_undecodable_console_bytes_are_dropped(vm):
     vm.succeed("printf 'BAD\\377BYTES\\n' >&2")
     vm.wait_for_console_text("BADBYTES", timeout=10)

@@ -65,6 +65,8 @@ After=dev-hvc0.device dev-ttyS0.device
 [Service]
 ExecStart=/usr/local/bin/backdoor
 KillSignal=SIGHUP
+Restart=always
+RestartSec=0
 [Install]
 WantedBy=multi-user.target
 """,

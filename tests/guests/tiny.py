@@ -42,6 +42,7 @@ WANTED_MODULES = [
     "pvpanic-pci",
     "virtio_rng",
     "efivarfs",
+    "8021q",  # VLAN-tagged interfaces (eth1.5), as NixOS tests of 802.1Q use
 ]
 
 INIT = r"""#!/bin/busybox sh
@@ -58,7 +59,7 @@ exec /bin/busybox init
 """
 
 INITTAB = """::sysinit:/etc/rc
-::once:/bin/backdoor
+::respawn:/bin/backdoor
 ::ctrlaltdel:/bin/busybox reboot
 ::shutdown:/bin/busybox sync
 """

@@ -302,3 +302,45 @@ def test_forged_reply_header_is_junk_not_a_length(guest):
     guest.host.sendall(b"printf 'TD1 abcdef 0 99999\\nnoise '\n")
     assert guest.run("echo real", timeout=5) == (0, b"real\n")
     assert b"TD1 abcdef 0 99999\n" in b"".join(guest.junk)
+
+
+# The reply port: raw output framed by \0TD0 NONCE (the command's shell exited) and \0TD2 NONCE STATUS.
+
+def port_backdoor() -> tuple[Backdoor, Stream]:
+    replies = Stream("reply port")
+    backdoor = Backdoor(Stream("hvc0"), lambda data: None, replies=replies)
+    backdoor.port = True
+    return backdoor, replies
+
+
+def test_a_port_reply_is_raw_bytes_nuls_included_up_to_its_end_frame():
+    backdoor, replies = port_backdoor()
+    backdoor.issued["aa11"] = time.monotonic()
+    replies.feed(b"a\0b\n\n\0TD0 aa11\nlate\n")
+    replies.feed(b"\0TD2 aa11 3\n")
+    assert backdoor.reply("aa11", Deadline(5)) == (3, b"a\0b\n\nlate\n")
+    assert "aa11" not in backdoor.issued
+
+
+def test_a_port_reply_skips_an_abandoned_command_and_keeps_look_alike_frames_as_output():
+    backdoor, replies = port_backdoor()
+    backdoor.issued["a1d1"] = backdoor.issued["b2e2"] = time.monotonic()
+    replies.feed(b"stale output\0TD0 a1d1\n\0TD2 a1d1 143\n")
+    replies.feed(b"\0TD2 beef 0\nx\0TD0 b2e2 5\n\0TD2 b2e2 0\n")  # a never-issued nonce; a malformed frame
+    assert backdoor.reply("b2e2", Deadline(5)) == (0, b"\0TD2 beef 0\nx\0TD0 b2e2 5\n")
+    assert backdoor.issued == {}
+
+
+def test_a_port_reply_cut_by_the_port_closing_is_its_own_outcome():
+    backdoor, replies = port_backdoor()
+    backdoor.issued["cc33"] = time.monotonic()
+    replies.feed(b"partial")
+    replies.feed_eof()
+    with pytest.raises(StreamEOF):
+        backdoor.reply("cc33", Deadline(5))
+    # a reply complete before the port closed is still read
+    backdoor.issued["dd44"] = time.monotonic()
+    replies.reset()
+    replies.feed(b"whole\n\0TD2 dd44 0\n")
+    replies.feed_eof()
+    assert backdoor.reply("dd44", Deadline(5)) == (0, b"whole\n")

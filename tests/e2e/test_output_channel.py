@@ -1,0 +1,150 @@
+"""Replies travel on a virtio serial port with flow control, streamed: nothing lost however large
+or however late the driver reads, guest memory bounded, and a backdoor shell that dies is noticed
+at once (tiny guest)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import tiny
+
+# The guest's backdoor shell, found from inside a command: the one process whose stdin is hvc0.
+BACKDOOR = "$(for f in /proc/[0-9]*/fd/0; do [[ $f -ef /dev/hvc0 ]] && { f=${f%/fd/0}; echo ${f#/proc/}; }; done)"
+# 100 MB of varied text: one random megabyte (base64), 100 times (as fast as the guest's cat goes).
+HUNDRED_MB = "for i in $(seq 100); do cat /tmp/mb; done"
+
+
+def test_100_mb_of_output_from_a_256_mb_guest_arrives_whole(run):
+    script = ("import hashlib, resource\n"
+              "machine.succeed('head -c 750000 /dev/urandom | base64 -w0 > /tmp/mb')\n"
+              f"want = machine.succeed('{HUNDRED_MB} | md5sum').split()[0]\n"
+              f"out = machine.succeed('{HUNDRED_MB}')\n"
+              "print('GOT', len(out), hashlib.md5(out.encode()).hexdigest() == want)\n"
+              "print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, 'MB')\n")
+    result = run(script, env={"QEMU_OPTS": "-m 256"}, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "GOT 100000000 True" in result.stdout, result.stdout
+    assert "out of memory" not in result.stderr.lower()
+
+
+STOPPED = r'''
+import hashlib
+machine.succeed("head -c 30000000 /dev/urandom | base64 > /tmp/blob")
+want = machine.succeed("md5sum < /tmp/blob").split()[0]
+for run in range(int(os.environ["RUNS"])):
+    print(f"BEGIN {run}", flush=True)
+    out = machine.succeed("cat /tmp/blob")
+    got = hashlib.md5(out.encode()).hexdigest()
+    print(f"RUN {run} {'WHOLE' if got == want else 'DAMAGED'} {len(out)}", flush=True)
+'''
+
+
+def unprivileged(env: dict[str, str]) -> list[str]:
+    """The command prefix of an unprivileged driver: the user nobody when it can run this
+    Python, else root's uid without any capability (no CAP_NET_ADMIN, so socket buffers are
+    capped by net.core.wmem_max as for Nix's build users; a Python under /root stays readable)."""
+    nobody = pwd.getpwnam("nobody")
+    as_nobody = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+                 "--inh-caps=-all"]
+    probe = subprocess.run([*as_nobody, sys.executable, "-c", "import junit_xml, test_driver"], env=env,
+                           capture_output=True)
+    if probe.returncode == 0:
+        return as_nobody
+    return ["setpriv", "--inh-caps=-all", "--bounding-set=-all"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to the unprivileged user")
+def test_an_unprivileged_driver_stopped_in_the_middle_of_a_reply_loses_nothing(guest):
+    """As Nix's build user (default socket buffer limits), the driver is stopped for 5 s while
+    40 MB come in: QEMU holds the guest back instead of dropping bytes.  RUNS=10 for the
+    10-of-10 check; the suite runs it twice."""
+    runs = int(os.environ.get("TD_STOPPED_RUNS", "2"))
+    nobody = pwd.getpwnam("nobody")
+    work = Path(tempfile.mkdtemp(prefix="td-unpriv-"))
+    try:
+        work.chmod(0o777)
+        copy = tiny.Guest(work / "guest")
+        shutil.copytree(guest.directory, copy.directory)
+        script = tiny.write_start_script(work, "machine", copy)
+        (work / "t.py").write_text(STOPPED)
+        (work / "out").mkdir()
+        env = {**os.environ, "TMPDIR": str(work), "HOME": str(work), "RUNS": str(runs),
+               "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        prefix = unprivileged(env)
+        if "--reuid" in " ".join(prefix):
+            for path in [work, *work.rglob("*")]:
+                os.chown(path, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
+        proc = subprocess.Popen(
+            [*prefix, sys.executable, "-m", "test_driver.cli_main", "--start-scripts",
+             str(script), "-o", str(work / "out"), "--", str(work / "t.py")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=work)
+        assert proc.stdout is not None
+        results = []
+        try:
+            for line in proc.stdout:
+                if line.startswith("BEGIN"):
+                    time.sleep(0.5)  # the reply is flowing
+                    proc.send_signal(signal.SIGSTOP)
+                    time.sleep(5)
+                    proc.send_signal(signal.SIGCONT)
+                elif line.startswith("RUN"):
+                    results.append(line.split()[2])
+            stderr = proc.communicate(timeout=600)[1]
+        finally:
+            proc.kill()
+            proc.wait()
+        assert proc.returncode == 0, stderr[-3000:]
+        assert results == ["WHOLE"] * runs, results
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+DEATHS = f'''
+import time
+from test_driver.errors import BackdoorError
+
+def fails_at_once(command):
+    tic = time.monotonic()
+    try:
+        machine.execute(command)
+    except BackdoorError as exc:
+        now = time.monotonic()
+        print("FAILED-IN", round(now - tic, 3), round(now - machine.backdoor_died_at, 3),
+              str(exc).splitlines()[0], flush=True)
+    else:
+        raise AssertionError("the call should have failed")
+    assert machine.succeed("echo back") == "back\\n"
+    print("NEXT-WORKS", flush=True)
+
+# the command outlives the shell it killed: the call fails when the shell dies, not when it ends
+shell = machine.succeed("echo {BACKDOOR}").strip()
+fails_at_once(f"kill -9 {{shell}}; sleep 30")
+# the shell is the OOM killer's first choice; the command eats the guest's memory (and is killed
+# next), then goes on for 30 s more
+shell = machine.succeed("echo {BACKDOOR}").strip()
+fails_at_once(f"echo 1000 > /proc/{{shell}}/oom_score_adj; "
+              "(x=$(head -c 400000000 /dev/zero | tr '\\\\0' a)) || true; sleep 30")
+'''
+
+
+def test_a_backdoor_shell_that_dies_fails_the_call_at_once_and_the_next_command_works(run):
+    result = run(DEATHS, env={"QEMU_OPTS": "-m 256"}, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    failures = [line.split() for line in result.stdout.splitlines() if line.startswith("FAILED-IN")]
+    assert len(failures) == 2 and result.stdout.count("NEXT-WORKS") == 2, result.stdout
+    (killed, killed_lag), (oom, oom_lag) = ((float(f[1]), float(f[2])) for f in failures)
+    assert killed < 1.0 and killed_lag < 1.0, result.stdout  # the kill is the command's first act
+    assert oom_lag < 1.0, result.stdout  # filling the memory takes a while under TCG, so from the death
+    assert oom < 60, result.stdout  # and the call did not wait for the command's 30 s sleep to end
+    assert "died while running" in result.stdout
+    assert "Out of memory: Killed process" in result.stderr or "oom" in result.stderr.lower()

@@ -60,7 +60,7 @@ def _seconds(value: Any, path: Path) -> float:
         seconds = float(value)
     elif isinstance(value, str):
         match = ISO_DURATION.fullmatch(value.strip())
-        if match and value.strip() not in ("P", "PT") and not value.strip().endswith("T"):
+        if match and any(match.groupdict().values()) and not value.strip().endswith("T"):
             seconds = sum(float(n) * UNIT_SECONDS[unit] for unit, n in match.groupdict().items() if n)
         else:
             try:

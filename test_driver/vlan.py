@@ -92,22 +92,23 @@ class VLan:
         for name in self.env:
             if os.environ.get(name) == self.env[name]:
                 del os.environ[name]
-        if self.plug is not None and self.plug.poll() is None:
-            self.plug.terminate()
-            try:
-                self.plug.wait(5)
-            except subprocess.TimeoutExpired:
-                self.plug.kill()
-                self.plug.wait()
+        if self.plug is not None:
+            _end(self.plug)
         if self.process.poll() is None:
             self.logger.info(f"kill vlan (pid {self.pid})")
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            _end(self.process)
         for stream in (self.process.stdin, self.process.stdout):
             if stream is not None:
                 stream.close()
         shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    """Terminate ``process`` (SIGKILL after 5 s) and reap it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

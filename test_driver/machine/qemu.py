@@ -19,8 +19,7 @@ from typing import Any, Callable
 
 from ..deadline import Deadline, Duration, seconds, wait_for
 from ..efi import EfiVariable, EfiVars
-from ..errors import (BackdoorError, MachineCrashed, MachineError, MachineStopped, QMPError,
-                      RequestedAssertionFailed, WaitTimeout)
+from ..errors import BackdoorError, MachineCrashed, MachineError, MachineStopped, QMPError, WaitTimeout
 from ..keys import key_for
 from ..logger import AbstractLogger
 from ..ocr import text_variants
@@ -119,8 +118,8 @@ class QemuMachine(BaseMachine):
         self.interruptible_commands = False
         """Run every command so that Ctrl-C can stop it in the guest (the interactive shell sets it)."""
         self._conns: dict[str, socket.socket] = {}
-        self.backdoor_died = False  # the guest closed the alive port: its backdoor shell is gone
-        self.backdoor_died_at: float | None = None  # when (time.monotonic()) it was last seen dying
+        self.backdoor_died_at: float | None = None
+        """When (time.monotonic()) the guest closed the alive port: its backdoor shell died."""
         self.shell_stream = Stream(f"{self.name} shell")
         self.reply_stream = Stream(f"{self.name} reply port")
         self.monitor_stream = Stream(f"{self.name} monitor")
@@ -262,7 +261,6 @@ class QemuMachine(BaseMachine):
         if name == "VSERPORT_CHANGE" and data.get("id") == ALIVE_PORT_ID and not data.get("open"):
             # The guest closed the alive port: the backdoor shell, which alone held it, died.
             # A reply already complete is still read; a missing one fails at once.
-            self.backdoor_died = True
             self.backdoor_died_at = time.monotonic()
             self.log("the backdoor shell died (the guest closed its alive port)")
             self.reply_stream.feed_eof()
@@ -292,11 +290,14 @@ class QemuMachine(BaseMachine):
         *lines, self._serial_partial = (self._serial_partial + data).split(b"\n")
         for raw in lines:
             line = raw.decode(errors="ignore").replace("\r", "").rstrip()  # as upstream: bad bytes dropped
-            with self.console_cond:
-                self.full_console_log.append(line)
-                self.console_cond.notify_all()
+            self._console_line(line)
             self.serial_tail.append(line)
             self.logger.log_serial(line, self.name)
+
+    def _console_line(self, line: str) -> None:
+        with self.console_cond:
+            self.full_console_log.append(line)
+            self.console_cond.notify_all()
 
     def _on_serial_eof(self) -> None:
         if self._serial_partial:
@@ -307,9 +308,7 @@ class QemuMachine(BaseMachine):
         # there (get_console_log, wait_for_console_text); here they are also logged as QEMU's.
         for line in data.decode(errors="ignore").splitlines():
             if line.strip():
-                with self.console_cond:
-                    self.full_console_log.append(line.rstrip())
-                    self.console_cond.notify_all()
+                self._console_line(line.rstrip())
                 self.serial_tail.append(f"[qemu stderr] {line}")
                 self.log(f"qemu: {line}")
 
@@ -436,7 +435,7 @@ class QemuMachine(BaseMachine):
                     raise self._stopped_error("closed the backdoor connection") from None
             if said.strip():
                 self.log(f"guest shell says: {said!r}")
-            self.backdoor_died = False
+            self.backdoor_died_at = None
             self.reply_stream.reset()  # what a dead shell's copier left, and its end
             self.shell.install(Deadline(60))
             self.connected = True
@@ -466,7 +465,7 @@ class QemuMachine(BaseMachine):
                     self.shell.interrupt(nonce, "KILL")
                 raise
             except StreamEOF:
-                if self.backdoor_died and self.stopped is None:
+                if self.backdoor_died_at is not None and self.stopped is None:
                     # QEMU runs, the guest's shell is gone: the next command waits for its restart
                     self.connected = False
                     tail = "\n".join(f"    {line}" for line in list(self.serial_tail)[-10:])

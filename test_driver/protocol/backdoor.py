@@ -131,20 +131,22 @@ __td_reply() {  # reply to command $1 (status $2) with __td_o less its end marke
     __td_o=${__td_o/"$__td_m"/}; printf 'TD1 %s %d %d\n%s\0' "$1" "$2" "${#__td_o}" "$__td_o"
   fi
 }
+__td_eval() {  # command $1 as upstream's `bash -c 'set -euo pipefail; CMD'` sees it ($2: in a bash of its own)
+  exec <&$__td_in; if [[ ${2-} ]]; then bash -c "set -euo pipefail; $1"
+  else BASH_ARGV0=bash; __td_c=$1; set -euo pipefail --; eval "$__td_c"; fi
+}
 __td_now() {
   local __td_o __td_m="@$1@"
   # The trap text holds the marker itself: when errexit fires inside the eval, bash
   # drops this function's locals before it runs the EXIT trap.
   __td_o=$(trap "printf 'TD0 %s\n' $1 >&$__td_fd; __td_drain ${!-}; printf %s $__td_m" EXIT
-           exec <&$__td_in; if [[ ${3-} ]]; then bash -c "set -euo pipefail; $2"
-           else BASH_ARGV0=bash; __td_c=$2; set -euo pipefail --; eval "$__td_c"; fi)
+           __td_eval "$2" ${3-})
   __td_reply "$1" $?
 }
 __td_run() {
   local __td_o __td_m="@$1@"
   __td_o=$(set -m; (export __TD_TAG=$1; trap "printf 'TD0 %s\n' $1 >&$__td_fd; __td_drain ${!-}" EXIT
-                    exec <&$__td_in; if [[ ${3-} ]]; then bash -c "set -euo pipefail; $2"
-                    else BASH_ARGV0=bash; __td_c=$2; set -euo pipefail --; eval "$__td_c"; fi) &
+                    __td_eval "$2" ${3-}) &
            wait $!; __td_s=$?; printf %s "$__td_m"; exit $__td_s)
   __td_reply "$1" $?
 }
@@ -212,15 +214,13 @@ fi 2>/dev/null
 if [[ $__td_out ]]; then
 __td_now() {
   ( exec {__td_alive}>&- {__td_fd}>&-; trap "printf '\\0TD0 %s\\n' $1 >&$__td_out; __td_drain ${!-}" EXIT
-    exec <&$__td_in; if [[ ${3-} ]]; then bash -c "set -euo pipefail; $2"
-    else BASH_ARGV0=bash; __td_c=$2; set -euo pipefail --; eval "$__td_c"; fi ) >&$__td_out
+    __td_eval "$2" ${3-} ) >&$__td_out
   printf '\0TD2 %s %d\n' "$1" $? >&$__td_out
 }
 __td_run() {
   exec {__td_alive}>&- {__td_fd}>&-
   ( set -m; (export __TD_TAG=$1; trap "printf '\\0TD0 %s\\n' $1 >&$__td_out; __td_drain ${!-}" EXIT
-             exec <&$__td_in; if [[ ${3-} ]]; then bash -c "set -euo pipefail; $2"
-             else BASH_ARGV0=bash; __td_c=$2; set -euo pipefail --; eval "$__td_c"; fi) & wait $!
+             __td_eval "$2" ${3-}) & wait $!
   ) >&$__td_out
   printf '\0TD2 %s %d\n' "$1" $? >&$__td_out
 }

@@ -41,22 +41,6 @@ def test_backdoor_that_stops_answering_is_a_clear_timeout(make_driver):
     assert time.monotonic() - start < 3 + 2 + 4 * KILL_GRACE + 3
 
 
-def test_100_mb_of_output_without_newline_keeps_memory_bounded(run, tmp_path):
-    # The driver's own peak (RUSAGE_SELF): a reaped child's rusage would include QEMU's.
-    script = ("import resource\n"
-              "out = machine.succeed(\"head -c 100000000 /dev/zero | tr '\\\\0' a\")\n"
-              "assert len(out) == 100_000_000 and '\\n' not in out\n"
-              "print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, 'MB')\n")
-    result = run(script, env={"QEMU_OPTS": "-m 256"})  # streamed: the guest never holds the output
-    assert result.returncode == 0, result.stderr[-3000:]
-    # Storing 100 MB takes the guest's shell seconds after the command exited: no false alarm.
-    assert "still holds its stdout open" not in result.stdout + result.stderr
-    peak = int(result.stdout.split("peak ")[1].split()[0])
-    # The output is held once as bytes and once as str (as upstream, succeed returns it):
-    # about 200 MB plus the interpreter; never a multiple of it from buffering and copying.
-    assert peak < 320, f"peak RSS {peak} MB for 100 MB of output"
-
-
 def test_two_drivers_side_by_side_do_not_interfere(guest, tmp_path, private_tmp):
     """Same machine name, same VLAN number, same TMPDIR: private dirs (0700) keep them apart."""
     script = """\
@@ -100,14 +84,15 @@ def process_counts() -> tuple[int, int, float]:
     return threading.active_count(), len(os.listdir("/proc/self/fd")), rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def test_soak_2000_commands_and_20_reboots_leak_nothing(make_driver):
+def test_soak_commands_and_reboots_leak_nothing(make_driver):
+    """Cycles of 100 commands and a reboot: 5 in the suite, TD_SOAK_CYCLES=20 for the long soak."""
     machine = make_driver(["soak"]).machines[0]
     for _ in range(100):  # warm up: first-use allocations are not leaks
         machine.succeed("true")
     machine.reboot()
     machine.succeed("true")
     threads, fds, rss = process_counts()
-    for cycle in range(20):
+    for cycle in range(int(os.environ.get("TD_SOAK_CYCLES", "5"))):
         for _ in range(100):
             assert machine.succeed("echo $((6 * 7))") == "42\n"
         machine.reboot()

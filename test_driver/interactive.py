@@ -68,7 +68,7 @@ def _stop_on_signals(driver: Driver, logger: AbstractLogger) -> None:
         logger.close()
         if saved is not None:
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSANOW, saved)
-        os._exit(130)
+        os._exit(128 + signum)  # as a shell reports the signal: SIGTERM 143, SIGHUP 129
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         os.write(write_fd, bytes([signum]))

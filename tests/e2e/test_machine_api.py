@@ -21,7 +21,7 @@ UPSTREAM_API = {
     "execute": "command check_return=True check_output=True timeout=900",
     "succeed": "*commands timeout=None", "fail": "*commands timeout=None",
     "wait_until_succeeds": "command timeout=900", "wait_until_fails": "command timeout=900",
-    "sleep": "secs", "systemctl": "q user=None", "wait_for_unit": "unit user=None timeout=900",
+    "sleep": "secs=None duration=None", "systemctl": "q user=None", "wait_for_unit": "unit user=None timeout=900",
     "get_unit_info": "unit user=None", "get_unit_property": "unit property user=None",
     "require_unit_state": "unit require_state='active'", "start_job": "jobname user=None",
     "stop_job": "jobname user=None", "wait_for_job": "jobname",
@@ -154,7 +154,7 @@ def test_files(debian_vm, tmp_path):
     deb.copy_from_machine("/root/tree")
     assert (driver.out_dir / "tree" / "sub" / "f").read_text() == "nested"
     # as upstream: the copy stays in the shared directory, and a directory is not copied over itself
-    assert deb.succeed("cat /tmp/shared/tree/sub/f /tmp/shared/copied/blob.bin | head -c 6") == "nested"
+    assert deb.succeed("test -s /tmp/shared/copied/blob.bin && cat /tmp/shared/tree/sub/f") == "nested"
     with pytest.raises(FileExistsError):
         deb.copy_from_machine("/root/tree")
 

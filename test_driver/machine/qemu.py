@@ -450,14 +450,16 @@ class QemuMachine(BaseMachine):
         if timeout is not None and seconds(timeout) == 0:
             timeout = None  # upstream runs `timeout 0`, which coreutils takes as no limit
         self.connect()
+        if not check_output:  # as upstream, nothing is read; ours also never reads it later
+            with self._command_lock:
+                self.shell.start(command)
+            return (-2, "")
         with self._command_lock:
             self.running_command = command
             interruptible = timeout is not None or self.interruptible_commands
             nonce: str | None = None
             try:
                 nonce = self.shell.run(command, interruptible=interruptible)
-                if not check_output:
-                    return (-2, "")
                 status, out = self._reply(nonce, command, seconds(timeout))
             except KeyboardInterrupt:
                 if interruptible and nonce is not None:  # its late reply is skipped by its nonce

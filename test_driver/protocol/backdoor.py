@@ -225,6 +225,10 @@ __td_run() {
   printf '\0TD2 %s %d\n' "$1" $? >&$__td_out
 }
 fi
+__td_bg() {  # command $1 whose output nobody reads: to /dev/null, no frames, the shell not held
+  ( exec {__td_fd}>&-; [[ ! $__td_out ]] || exec {__td_alive}>&- {__td_out}>&-
+    __td_eval "$1" ${2-} ) >/dev/null &
+}
 """
 
 # Commands that get a bash of their own (one fork and exec more), as upstream's `bash -c`; the
@@ -291,6 +295,12 @@ class Backdoor:
                 else f"__td_now {nonce} {quoted}{own}")
         self.send(line.encode() + b"\n")
         return nonce
+
+    def start(self, command: str) -> None:
+        """Start ``command`` in the guest in the background, its output discarded: nothing
+        of it comes back, so it cannot mix with the replies of the commands that follow."""
+        own = " 1" if OWN_SHELL.search(command) else ""
+        self.send(f"__td_bg {ansi_c_quote(command)}{own}\n".encode())
 
     def interrupt(self, nonce: str, signal: str = "TERM") -> None:
         """Send ``signal`` to every process of the last started command."""

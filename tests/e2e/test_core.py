@@ -43,6 +43,17 @@ def test_execute_output_shapes(pair):
     assert alpha.succeed("echo a", "echo b") == "a\nb\n"
 
 
+def test_unread_command_never_touches_the_next_reply(pair):
+    """A command run with check_output=False (nobody reads its output) may end while the
+    next command runs: neither its output nor its end may cut or join the next reply."""
+    alpha = pair.machines[0]
+    assert alpha.execute("sleep 1; echo late; printf 'no newline'", check_output=False) == (-2, "")
+    assert alpha.succeed("echo early; sleep 3; echo done") == "early\ndone\n"
+    assert alpha.execute("echo x", check_output=False, timeout=None) == (-2, "")
+    assert alpha.succeed("echo y") == "y\n"
+    assert alpha.succeed("sleep 2; cat /proc/loadavg >/dev/null; echo z") == "z\n"
+
+
 def test_command_exceeding_timeout_is_stopped(pair):
     alpha = pair.machines[0]
     start = time.monotonic()

@@ -218,3 +218,34 @@ def test_dump_vsocks_lists_each_machines_ssh_command(run):
     assert result.returncode == 0, result.stderr
     assert "alpha  ssh -o User=root vsock/3" in result.stderr  # in name order from OFFSET + 1
     assert "beta   ssh -o User=root vsock/4" in result.stderr
+
+
+def test_keep_vm_state_between_runs(guest, tmp_path, private_tmp):
+    """-K keeps the machine's state directory (its disk) for the next run; without it the
+    state is reset when the machine is made, before any start, as upstream."""
+    inner = tiny.write_start_script(tmp_path, "inner", guest)
+    script = tmp_path / "run-keeper-vm"  # a disk in the state directory, as NixOS's start scripts make
+    script.write_text(f"""#!/bin/sh
+disk="${{TMPDIR:?}}/keeper.qcow2"
+[ -e "$disk" ] || qemu-img create -q -f qcow2 "$disk" 1M
+exec {inner} -drive file="$disk",if=virtio,format=qcow2 "$@"
+""")
+    script.chmod(0o755)
+
+    def run(test: str, *flags: str) -> subprocess.CompletedProcess[str]:
+        path = tmp_path / "t.py"
+        path.write_text(test)
+        return subprocess.run([sys.executable, "-m", "test_driver.cli_main", *flags, "--start-scripts",
+                               str(script), "-o", str(tmp_path), "--", str(path)],
+                              capture_output=True, text=True, timeout=300)
+
+    first = run("keeper.succeed('echo kept | dd of=/dev/vda conv=fsync 2>/dev/null')\n"
+                "keeper.shutdown()\n", "-K")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert (private_tmp / "vm-state-keeper" / "keeper.qcow2").exists()
+    again = run("assert keeper.succeed('head -n 1 /dev/vda') == 'kept\\n'\nkeeper.shutdown()\n", "-K")
+    assert again.returncode == 0, again.stderr[-2000:]
+    fresh = run("assert not keeper.booted\n")
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert "Machine state will be reset" in fresh.stderr
+    assert not (private_tmp / "vm-state-keeper").exists()

@@ -68,26 +68,3 @@ def test_nixpkgs_style_script_through_cli(debian_guest, tmp_path, private_tmp):
     assert "subtest: power failure and restart" in result.stderr
     assert "expected failure" in result.stderr
     assert (tmp_path / "units.json").exists()
-
-
-def test_keep_vm_state_between_runs(debian_guest, tmp_path, private_tmp):
-    import debian
-
-    script = debian.write_start_script(tmp_path, "keeper", debian_guest)
-
-    def run(test: str, *flags: str) -> subprocess.CompletedProcess[str]:
-        path = tmp_path / "t.py"
-        path.write_text(test)
-        return subprocess.run([sys.executable, "-m", "test_driver.cli_main", *flags, "--start-scripts",
-                               str(script), "-o", str(tmp_path), "--", str(path)],
-                              capture_output=True, text=True, timeout=300)
-
-    first = run("keeper.succeed('echo kept > /root/kept; sync')\nkeeper.shutdown()\n", "-K")
-    assert first.returncode == 0, first.stderr[-2000:]
-    assert (private_tmp / "vm-state-keeper" / "keeper.qcow2").exists()
-    again = run("assert keeper.succeed('cat /root/kept') == 'kept\\n'\nkeeper.shutdown()\n", "-K")
-    assert again.returncode == 0, again.stderr[-2000:]
-    fresh = run("keeper.fail('test -e /root/kept')\nkeeper.shutdown()\n")
-    assert fresh.returncode == 0, fresh.stderr[-2000:]
-    assert "Machine state will be reset" in fresh.stderr
-    assert not (private_tmp / "vm-state-keeper").exists()  # reset, as upstream

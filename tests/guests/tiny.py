@@ -41,6 +41,7 @@ WANTED_MODULES = [
     "9p",
     "pvpanic-pci",
     "virtio_rng",
+    "virtio_blk",  # a disk in the machine's state directory, as NixOS keeps its root disk
     "efivarfs",
     "8021q",  # VLAN-tagged interfaces (eth1.5), as NixOS tests of 802.1Q use
 ]

@@ -16,7 +16,7 @@ from . import interrupt
 from .config import load_driver_configuration
 from .debug import Debug
 from .driver import Driver
-from .errors import DriverError, GlobalTimeout, TestScriptError
+from .errors import DriverError, GlobalTimeout, PollingConditionError, TestScriptError
 from .logger import CompositeLogger, JSONLogger, JUnitLogger, LogLevel, TerminalLogger, XMLLogger
 from .interactive import require_terminal, run_shell
 from .report import failure_report
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
             # SIGTERM 143, SIGHUP 129 (ours stops the machines and closes the logs first)
             status = 128 + getattr(exc, "signum", signal.SIGINT)
     except Exception as exc:
-        if not isinstance(exc, TestScriptError) and not _raised_by_script(exc, script):
+        if not isinstance(exc, (TestScriptError, PollingConditionError)) and not _raised_by_script(exc, script):
             logger.report_error("".join(traceback.format_exception(exc)).rstrip())  # a bug of the driver
         failure = exc
         status = 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bdb
-import bisect
 import datetime
 import linecache
 import os
@@ -74,6 +73,8 @@ class Driver:
         self.machines_nspawn: list[NspawnMachine] = []
         self.machines: list[QemuMachine | NspawnMachine] = []
         """Every machine, sorted by name as upstream (start_all, join_all and cleanup go in this order)."""
+        self.created: list[QemuMachine] = []
+        """Machines made by ``create_machine``: as upstream, not in ``machines``; ours still stops them."""
         self.vsock_offset: int | None = None
         """The vsock numbers of the machines' ssh backdoor start after this (``--dump-vsocks``)."""
         self.vlans: list[VLan] = []
@@ -179,15 +180,18 @@ class Driver:
             shutil.rmtree(kept)
         return None
 
+    def _every_machine(self) -> list[QemuMachine | NspawnMachine]:
+        return [*self.machines, *self.created]
+
     def _new_machine(self, start_command: str, name: str, keep_vm_state: bool | None = None,
-                     allow_reboot: bool = False) -> QemuMachine:
+                     allow_reboot: bool = False, polled: bool = True) -> QemuMachine:
         keep = self.keep_vm_state if keep_vm_state is None else keep_vm_state
         socket_dir = self.socket_root / name
         socket_dir.mkdir(mode=0o700, exist_ok=True)
         machine = QemuMachine(
             out_dir=self.out_dir, tmp_dir=self.tmp_dir, start_command=start_command,
             logger=self.logger, name=name, keep_machine_state=keep,
-            callbacks=[self.check_polling_conditions], allow_reboot=allow_reboot,
+            callbacks=[self.check_polling_conditions] if polled else [], allow_reboot=allow_reboot,
             state_dir=self._kept_state(name, keep),
             socket_dir=socket_dir)
         for vlan in self.vlans:
@@ -204,7 +208,7 @@ class Driver:
     @interruptible_commands.setter
     def interruptible_commands(self, value: bool) -> None:
         self._interruptible = value
-        for machine in self.machines:
+        for machine in self._every_machine():
             machine.interruptible_commands = value
 
     def _on_crash(self, machine: QemuMachine, post_mortem: PostMortem) -> None:
@@ -221,7 +225,7 @@ class Driver:
     def cleanup(self) -> None:
         """Stop every machine and switch, remove the private directory. Idempotent."""
         with self.logger.nested("cleanup"):
-            threads = [threading.Thread(target=m.release) for m in self.machines]
+            threads = [threading.Thread(target=m.release) for m in self._every_machine()]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -300,7 +304,7 @@ class Driver:
             self.logger.report_error(self.timed_out)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(30)
-        for machine in self.machines:
+        for machine in self._every_machine():
             machine.release()
         os._exit(143)
 
@@ -308,7 +312,7 @@ class Driver:
         """What the test is doing now: the subtest, each machine's running command, and
         the machines still booting (started, no backdoor yet)."""
         parts = [f"subtest {self.subtests[-1]!r}"] if self.subtests else []
-        for m in self.machines:
+        for m in self._every_machine():
             if m.running_command:
                 parts.append(f"{m.name}: `{m.running_command}`")
             elif m.booted and not m.is_up():
@@ -432,7 +436,9 @@ class Driver:
     def create_machine(self, start_command: str | dict[str, Any], *, name: str | None = None,
                        keep_vm_state: bool = False, keep_machine_state: bool | None = None,
                        allow_reboot: bool = False) -> QemuMachine:
-        """Make one more machine from a start script (or legacy ``{"startCommand": ...}`` dict)."""
+        """Make one more machine from a start script (or legacy ``{"startCommand": ...}`` dict).
+        As upstream's, it is not started, not added to ``machines`` and not guarded by polling
+        conditions; unlike upstream's, it is still stopped when the test ends."""
         if isinstance(start_command, dict):
             args = start_command
             script: str = args["startCommand"]
@@ -444,8 +450,8 @@ class Driver:
         command = StartCommand(script)
         command.validate()
         keep = keep_machine_state if keep_machine_state is not None else keep_vm_state
-        machine = self._new_machine(script, name or command.machine_name, keep, allow_reboot)
-        bisect.insort(self.machines, machine, key=lambda m: m.name)  # `machines` stays sorted by name
+        machine = self._new_machine(script, name or command.machine_name, keep, allow_reboot, polled=False)
+        self.created.append(machine)
         return machine
 
     def serial_stdout_on(self) -> None:

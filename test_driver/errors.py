@@ -61,6 +61,12 @@ class WaitTimeout(RequestedAssertionFailed):
         super().__init__(message)
 
 
+class PollingConditionError(Exception):
+    """An active polling condition did not hold.  A plain Exception, as upstream's (a
+    script's ``except RequestedAssertionFailed`` does not catch it); reported as a test
+    failure, not as a bug of the driver."""
+
+
 class GlobalTimeout(TestScriptError):
     """The test ran longer than the global timeout."""
 

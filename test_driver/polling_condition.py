@@ -9,15 +9,11 @@ from math import isfinite
 from typing import Any, Callable
 
 from .duration import Duration, as_timedelta
-from .errors import RequestedAssertionFailed
+from .errors import PollingConditionError
 from .logger import AbstractLogger
 
 DEFAULT_INTERVAL = datetime.timedelta(seconds=2)
 """How often an active condition is checked when no interval is given, as upstream."""
-
-
-class PollingConditionError(RequestedAssertionFailed):
-    """An active polling condition did not hold."""
 
 
 def polling_interval(seconds_interval: Duration | None, interval: datetime.timedelta | None,

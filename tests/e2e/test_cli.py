@@ -36,6 +36,26 @@ def test_failing_script_shows_the_failing_line(run):
     assert "not reached" not in result.stdout
 
 
+def test_failed_polling_condition_is_a_test_failure_not_caught_as_an_assertion(run):
+    result = run("""
+from test_driver.errors import RequestedAssertionFailed
+
+@polling_condition
+def never():
+    return False
+
+with never:
+    try:
+        machine.succeed("true")
+    except RequestedAssertionFailed:
+        print("caught as an assertion")
+""")
+    assert result.returncode == 1
+    assert "caught as an assertion" not in result.stdout
+    assert "Polling condition failed: never" in result.stderr
+    assert "Traceback" not in result.stderr  # a test failure, not a bug of the driver
+
+
 def test_syntax_error_names_line_before_any_vm(run, tmp_path):
     result = run("start_all()\nmachine.succeed('true'\n")
     assert result.returncode == 2

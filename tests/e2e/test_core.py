@@ -130,15 +130,26 @@ def test_create_machine_and_symbols(pair, guest, tmp_path):
 
     script = tiny.write_start_script(tmp_path, "extra", guest)
     extra = pair.create_machine(str(script))
-    assert extra.name == "extra" and extra in pair.machines
+    # As upstream: not one of `machines` (nor a symbol), not started, no polling conditions
+    assert extra.name == "extra" and extra not in pair.machines and not extra.booted
     legacy = pair.create_machine({"startCommand": str(script), "name": "legacy"})
     assert legacy.name == "legacy"
     symbols = pair.test_symbols()
     for name in ("start_all", "join_all", "subtest", "retry", "polling_condition", "create_machine",
                  "serial_stdout_on", "serial_stdout_off", "driver", "machines", "vlans", "log",
-                 "Machine", "alpha", "beta", "extra"):
+                 "Machine", "alpha", "beta"):
         assert name in symbols
-    assert extra.succeed("hostname") == "extra\n"
+    assert "extra" not in symbols and [m.name for m in symbols["machines"]] == ["alpha", "beta"]
+
+    @pair.polling_condition
+    def never() -> bool:
+        return False
+
+    with never:
+        assert extra.succeed("hostname") == "extra\n"
+        with pytest.raises(Exception, match="Polling condition failed"):
+            pair.machines[0].succeed("true")
+    # the driver's cleanup still stops it (the fixture checks no QEMU is left)
 
 
 def test_block_without_a_second_nic_is_ignored_with_a_warning(pair, log):

@@ -76,6 +76,7 @@ def test_a_failing_condition_raises_with_upstreams_text_and_logs_upstreams_lines
         with pytest.raises(PollingConditionError, match="^Polling condition failed: echo answers$"):
             driver.check_polling_conditions()
         driver.check_polling_conditions()  # within the interval: not checked again
+    assert not issubclass(PollingConditionError, RequestedAssertionFailed)  # a plain Exception, as upstream's
     text = log.getvalue()
     assert "Checking polling condition 'echo answers'" in text
     assert "(not called yet)" in text

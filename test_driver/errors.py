@@ -39,8 +39,9 @@ class TestScriptError(Exception):
     __test__ = False  # not a pytest test class
 
 
-class RequestedAssertionFailed(TestScriptError):
-    """A requested assertion failed, e.g. ``machine.succeed(...)``."""
+class RequestedAssertionFailed(TestScriptError, AssertionError):
+    """A requested assertion failed, e.g. ``machine.succeed(...)``.  An AssertionError, as
+    upstream's: a script's ``except AssertionError`` catches it."""
 
 
 class WaitTimeout(RequestedAssertionFailed):

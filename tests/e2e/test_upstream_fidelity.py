@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from test_driver.errors import MachineCrashed, RequestedAssertionFailed
+from test_driver.errors import MachineCrashed, MachineError, RequestedAssertionFailed
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +116,18 @@ def test_qemus_stderr_is_part_of_the_console_log(make_driver, tmp_path):
     machine.start()
     machine.wait_for_console_text("NOISE-ON-STDERR", timeout=30)
     assert "NOISE-ON-STDERR" in machine.get_console_log()
+
+
+def test_failed_requests_are_assertion_errors_and_machine_errors_are_not(vm):
+    """Upstream's RequestedAssertionFailed is an AssertionError, MachineError a plain Exception:
+    a script's `except AssertionError` catches a failed succeed(), wait or t.assert*."""
+    with pytest.raises(AssertionError, match="exit code 3"):
+        vm.succeed("exit 3")
+    with pytest.raises(AssertionError, match="unexpectedly succeeded"):
+        vm.fail("true")
+    with pytest.raises(AssertionError, match="timed out"):
+        vm.wait_until_succeeds("false", timeout=1)
+    assert not issubclass(MachineError, AssertionError)
 
 
 def test_a_zero_timeout_is_no_limit(vm):

@@ -397,8 +397,9 @@ class NspawnMachine(BaseMachine):
         if self.notify_socket_path.parent != self.tmp_dir:
             shutil.rmtree(self.notify_socket_path.parent, ignore_errors=True)
 
-    def ssh_backdoor_command(self, index: int) -> str:
-        """The ssh command reaching this container's ssh backdoor (systemd's unix-export socket)."""
+    def ssh_backdoor_command(self, index: int | None = None) -> str:
+        """The ssh command reaching this container's ssh backdoor (systemd's unix-export socket;
+        ``index`` is ignored)."""
         return (f'ssh -o User=root -o ProxyCommand="socat - '
                 f'UNIX-CLIENT:/run/systemd/nspawn/unix-export/{self.name}/ssh" bash')
 

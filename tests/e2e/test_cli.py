@@ -234,8 +234,10 @@ def test_t_assertions_fail_like_succeed(run):
 
 
 def test_dump_vsocks_lists_each_machines_ssh_command(run):
-    result = run("pass\n", names=["beta", "alpha"], args=["--dump-vsocks", "2"])
+    result = run("try:\n    alpha.ssh_backdoor_command()\nexcept AssertionError:\n    print('NO-BACKDOOR')\n",
+                 names=["beta", "alpha"], args=["--dump-vsocks", "2"])
     assert result.returncode == 0, result.stderr
+    assert "NO-BACKDOOR" in result.stdout  # upstream's call without argument, its backdoor off
     assert "alpha  ssh -o User=root vsock/3" in result.stderr  # in name order from OFFSET + 1
     assert "beta   ssh -o User=root vsock/4" in result.stderr
 

@@ -38,7 +38,7 @@ UPSTREAM_API = {
     "get_screen_text_variants": "", "get_screen_text": "", "wait_for_text": "regex timeout=900",
     "wait_for_x": "timeout=900", "get_window_names": "", "wait_for_window": "regexp timeout=900",
     "forward_port": "host_port=8080 guest_port=80", "block": "", "unblock": "",
-    "shell_interact": "address=None", "console_interact": "", "ssh_backdoor_command": "index",
+    "shell_interact": "address=None", "console_interact": "", "ssh_backdoor_command": "index=None",
     "log": "msg", "log_serial": "msg", "nested": "msg attrs={}", "run_callbacks": "",
     "cleanup_statedir": "",
 }

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def test_100_mb_of_output_from_a_256_mb_guest_arrives_whole(run):
 
 STOPPED = r'''
 import hashlib
+print(f"UID {os.geteuid()} CAPS {open('/proc/self/status').read().split('CapEff:')[1].split()[0]}", flush=True)
 machine.succeed("head -c 30000000 /dev/urandom | base64 > /tmp/blob")
 want = machine.succeed("md5sum < /tmp/blob").split()[0]
 for run in range(int(os.environ["RUNS"])):
@@ -54,27 +56,58 @@ for run in range(int(os.environ["RUNS"])):
 '''
 
 
-def unprivileged(env: dict[str, str]) -> list[str]:
-    """The command prefix of an unprivileged driver: the user nobody when it can run this
-    Python, else root's uid without any capability (no CAP_NET_ADMIN, so socket buffers are
-    capped by net.core.wmem_max as for Nix's build users; a Python under /root stays readable)."""
+FIND_LIBRARIES = """
+import sys, sysconfig, test_driver.cli_main
+site = sysconfig.get_paths()["purelib"]
+for module in list(sys.modules.values()):
+    path = getattr(module, "__file__", None) or ""
+    if path.startswith(site + "/") and "." not in module.__name__:
+        print(path[len(site) + 1:].split("/")[0])
+"""
+
+
+def as_nobody(work: Path, env: dict[str, str]) -> list[str]:
+    """The command that runs the driver as the user nobody, without any capability, as Nix's
+    build users run it (no CAP_NET_ADMIN: socket buffers capped by net.core.wmem_max).  This
+    Python may live where nobody cannot read it (/root): the system's Python of the same
+    version then runs it, with the few libraries the driver imports copied into WORK."""
     nobody = pwd.getpwnam("nobody")
-    as_nobody = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-                 "--inh-caps=-all"]
-    probe = subprocess.run([*as_nobody, sys.executable, "-c", "import junit_xml, test_driver"], env=env,
-                           capture_output=True)
-    if probe.returncode == 0:
-        return as_nobody
-    return ["setpriv", "--inh-caps=-all", "--bounding-set=-all"]
+    prefix = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+              "--inh-caps=-all", "--bounding-set=-all"]
+    python = sys.executable
+    if subprocess.run([*prefix, python, "-c", "import test_driver.cli_main"], env=env,
+                      capture_output=True).returncode != 0:
+        python = f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}"
+        assert os.path.exists(python), f"nobody cannot run {sys.executable}, and there is no {python}"
+        site = Path(__import__("sysconfig").get_paths()["purelib"])
+        names = subprocess.run([sys.executable, "-c", FIND_LIBRARIES], env=env, capture_output=True,
+                               text=True, check=True).stdout.split()
+        lib = work / "lib"
+        lib.mkdir()
+        for name in set(names):
+            copy = shutil.copytree if (site / name).is_dir() else shutil.copy
+            copy(site / name, lib / name)
+        env["PYTHONPATH"] = f"{lib}:{env['PYTHONPATH']}"
+    for path in [work, *work.rglob("*")]:
+        os.chown(path, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
+    return [*prefix, python]
+
+
+def stop_now_and_then(proc: subprocess.Popen[str], done: threading.Event) -> None:
+    """Stop the driver for 5 s, let it run for 1 s, and so on until the reply is done: some
+    stop falls while the reply flows, however long the guest takes to start sending it."""
+    while not done.wait(0.5):
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(5)
+        proc.send_signal(signal.SIGCONT)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to the unprivileged user")
 def test_an_unprivileged_driver_stopped_in_the_middle_of_a_reply_loses_nothing(guest):
-    """As Nix's build user (default socket buffer limits), the driver is stopped for 5 s while
-    40 MB come in: QEMU holds the guest back instead of dropping bytes.  RUNS=10 for the
+    """As Nix's build user (default socket buffer limits), the driver is stopped for 5 s again
+    and again while 40 MB come in: QEMU holds the guest back instead of dropping bytes.  RUNS=10 for the
     10-of-10 check; the suite runs it twice."""
     runs = int(os.environ.get("TD_STOPPED_RUNS", "2"))
-    nobody = pwd.getpwnam("nobody")
     work = Path(tempfile.mkdtemp(prefix="td-unpriv-"))
     try:
         work.chmod(0o777)
@@ -85,31 +118,32 @@ def test_an_unprivileged_driver_stopped_in_the_middle_of_a_reply_loses_nothing(g
         (work / "out").mkdir()
         env = {**os.environ, "TMPDIR": str(work), "HOME": str(work), "RUNS": str(runs),
                "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-        prefix = unprivileged(env)
-        if "--reuid" in " ".join(prefix):
-            for path in [work, *work.rglob("*")]:
-                os.chown(path, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
         proc = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "test_driver.cli_main", "--start-scripts",
+            [*as_nobody(work, env), "-m", "test_driver.cli_main", "--start-scripts",
              str(script), "-o", str(work / "out"), "--", str(work / "t.py")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=work)
         assert proc.stdout is not None
-        results = []
+        results: list[str] = []
+        identity: list[str] = []
         try:
             for line in proc.stdout:
                 if line.startswith("BEGIN"):
-                    time.sleep(0.5)  # the reply is flowing
-                    proc.send_signal(signal.SIGSTOP)
-                    time.sleep(5)
-                    proc.send_signal(signal.SIGCONT)
+                    reply_done = threading.Event()
+                    stopper = threading.Thread(target=stop_now_and_then, args=(proc, reply_done))
+                    stopper.start()
                 elif line.startswith("RUN"):
+                    reply_done.set()
+                    stopper.join()
                     results.append(line.split()[2])
+                elif line.startswith("UID"):
+                    identity = line.split()
             stderr = proc.communicate(timeout=600)[1]
         finally:
             proc.kill()
             proc.wait()
         assert proc.returncode == 0, stderr[-3000:]
         assert results == ["WHOLE"] * runs, results
+        assert identity == ["UID", str(pwd.getpwnam("nobody").pw_uid), "CAPS", "0000000000000000"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

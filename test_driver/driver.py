@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 from . import steps
 from .debug import Debug
-from .duration import Duration
+from .duration import Duration, warn_old_argument
 from .errors import DriverError, MachineError, RequestedAssertionFailed
 from .logger import AbstractLogger, CompositeLogger, TerminalLogger
 from .machine import BaseMachine, Machine, NspawnMachine, PostMortem, QemuMachine, retry
@@ -284,7 +284,7 @@ class Driver:
     def _start_global_timer(self) -> None:
         if not self.global_timeout:
             return
-        self.logger.info(f"Test will time out and terminate in {self.global_timeout:g} seconds")
+        self.logger.info(f"Test will time out and terminate in {float(self.global_timeout)} seconds")
         self._timer = threading.Timer(self.global_timeout, self.terminate_test)
         self._timer.daemon = True
         self._timer.start()
@@ -492,6 +492,8 @@ class Driver:
                 if timeout_seconds is not None:
                     if timeout is not None:
                         raise TypeError("wait() takes 'timeout' or the older 'timeout_seconds', not both")
+                    if not isinstance(timeout_seconds, datetime.timedelta):
+                        warn_old_argument("wait", "timeout_seconds", "timeout")
                     timeout = timeout_seconds
                 what = self.condition.description
 

@@ -16,12 +16,16 @@ re-exports it together with ``Duration``.
 from __future__ import annotations
 
 import datetime
+import warnings
 from typing import Union
 
 Duration = Union[datetime.timedelta, int, float]
 """A duration: a ``datetime.timedelta``, or a number of seconds."""
 
 __all__ = ["Duration", "as_seconds", "as_timedelta", "seconds"]
+
+FIFTEEN_MINUTES = datetime.timedelta(minutes=15)
+"""The default timeout of commands and waits, as upstream's."""
 
 
 def seconds(timeout: Duration | None) -> float | None:
@@ -42,6 +46,19 @@ def as_timedelta(duration: Duration) -> datetime.timedelta:
         raise TypeError(f"a duration is a datetime.timedelta or a number of seconds, "
                         f"not {type(duration).__name__} {duration!r}")
     return datetime.timedelta(seconds=duration)
+
+
+def warn_if_number(duration: Duration | None, caller: str) -> None:
+    """Upstream's deprecation warning (a ``UserWarning``) for a bare number given as a
+    duration to ``caller``; Python shows each text once, as upstream's."""
+    if isinstance(duration, (int, float)) and not isinstance(duration, bool):
+        warnings.warn(f"{caller}(): passing a bare int/float as a duration is deprecated. "
+                      "Use datetime.timedelta instead.")
+
+
+def warn_old_argument(caller: str, old: str, new: str) -> None:
+    """Upstream's deprecation warning for an argument's older name given a number."""
+    warnings.warn(f"{caller}(): The '{old}' argument is deprecated. Use '{new}' instead.")
 
 
 def as_seconds(duration: Duration) -> float:

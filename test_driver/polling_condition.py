@@ -8,7 +8,7 @@ import time
 from math import isfinite
 from typing import Any, Callable
 
-from .duration import Duration, as_timedelta
+from .duration import Duration, as_timedelta, warn_old_argument
 from .errors import PollingConditionError
 from .logger import AbstractLogger
 
@@ -24,6 +24,8 @@ def polling_interval(seconds_interval: Duration | None, interval: datetime.timed
     if seconds_interval is not None:
         if interval is not None:
             raise TypeError(f"{caller} takes 'interval' or the older 'seconds_interval', not both")
+        if not isinstance(seconds_interval, datetime.timedelta):
+            warn_old_argument(caller.rstrip("()"), "seconds_interval", "interval")
         return as_timedelta(seconds_interval)
     return DEFAULT_INTERVAL if interval is None else as_timedelta(interval)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import difflib
 import re
 import shlex
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..deadline import Deadline, Duration, seconds
+from ..duration import FIFTEEN_MINUTES, warn_if_number, warn_old_argument
 from ..errors import RequestedAssertionFailed, WaitTimeout
 from ..logger import AbstractLogger
 
@@ -50,6 +52,8 @@ def retry(fn: Callable[[bool], Any], timeout_seconds: Duration | None = None,
     if timeout_seconds is not None:
         if timeout is not None:
             raise TypeError("retry() takes 'timeout' or the older 'timeout_seconds', not both")
+        if not isinstance(timeout_seconds, datetime.timedelta):
+            warn_old_argument("retry", "timeout_seconds", "timeout")
         timeout = timeout_seconds
     wait_until(fn, timeout, None, pause=1.0)
 
@@ -130,7 +134,7 @@ class BaseMachine(ABC):
 
     # --- commands ------------------------------------------------------------------
     def execute(self, command: str, check_return: bool = True, check_output: bool = True,
-                timeout: Duration | None = 900) -> tuple[int, str]:
+                timeout: Duration | None = FIFTEEN_MINUTES) -> tuple[int, str]:
         """Run a shell command in the machine; return ``(status, stdout)``.
 
         The command runs as upstream's ``bash -c 'set -euo pipefail; CMD'``: a failing
@@ -147,8 +151,10 @@ class BaseMachine(ABC):
         status is 124, as with coreutils' ``timeout``.  ``check_return=False``
         returns -1 as status; ``check_output=False`` returns ``(-2, "")`` at once
         without waiting for the command.  NUL bytes cannot be carried in the
-        output and are dropped.
+        output and are dropped.  A bare number as ``timeout`` gets upstream's
+        deprecation warning.
         """
+        warn_if_number(timeout, "execute")
         self.run_callbacks()
         tic = time.monotonic()
         status: int | None = None
@@ -162,6 +168,7 @@ class BaseMachine(ABC):
     def succeed(self, *commands: str, timeout: Duration | None = None) -> str:
         """Run each command, raising ``RequestedAssertionFailed`` at the first
         non-zero exit status; return their concatenated stdout."""
+        warn_if_number(timeout, "succeed")
         output = ""
         for command in commands:
             with self.nested(f"must succeed: {command}"):
@@ -174,6 +181,7 @@ class BaseMachine(ABC):
 
     def fail(self, *commands: str, timeout: Duration | None = None) -> str:
         """Like ``succeed``, but each command must exit with a non-zero status."""
+        warn_if_number(timeout, "fail")
         output = ""
         for command in commands:
             with self.nested(f"must fail: {command}"):
@@ -200,7 +208,7 @@ class BaseMachine(ABC):
                    lambda: f"exit status {status}, output {output[-200:]!r}", pause=1.0)
         return output
 
-    def wait_until_succeeds(self, command: str, timeout: Duration = 900,
+    def wait_until_succeeds(self, command: str, timeout: Duration = FIFTEEN_MINUTES,
                             attempt_timeout: Duration | None = None) -> str:
         """Repeat ``command`` (a second apart) until it succeeds; return its output.
 
@@ -208,13 +216,15 @@ class BaseMachine(ABC):
         as upstream's.  Each attempt may take ``timeout`` itself, or
         ``attempt_timeout`` when given (a command still running then is stopped,
         status 124, and tried again)."""
+        warn_if_number(timeout, "wait_until_succeeds")
         with self.nested(f"waiting for success: {command}"):
             return self._wait_until(command, True, timeout, attempt_timeout)
 
-    def wait_until_fails(self, command: str, timeout: Duration = 900,
+    def wait_until_fails(self, command: str, timeout: Duration = FIFTEEN_MINUTES,
                          attempt_timeout: Duration | None = None) -> str:
         """Repeat ``command`` until it fails; return its output.  ``timeout`` and
         ``attempt_timeout`` as for ``wait_until_succeeds``."""
+        warn_if_number(timeout, "wait_until_fails")
         with self.nested(f"waiting for failure: {command}"):
             return self._wait_until(command, False, timeout, attempt_timeout)
 
@@ -224,6 +234,8 @@ class BaseMachine(ABC):
         if secs is not None:
             if duration is not None:
                 raise TypeError("sleep() takes 'duration' or the older 'secs', not both")
+            if not isinstance(secs, datetime.timedelta):
+                warn_old_argument("sleep", "secs", "duration")
             duration = secs
         if duration is None:
             raise TypeError("sleep() missing required argument 'duration'")
@@ -259,9 +271,10 @@ class BaseMachine(ABC):
             raise AssertionError(f'systemctl show --property "{property}" "{unit}" produced invalid output: {output}')
         return value
 
-    def wait_for_unit(self, unit: str, user: str | None = None, timeout: Duration = 900) -> None:
+    def wait_for_unit(self, unit: str, user: str | None = None, timeout: Duration = FIFTEEN_MINUTES) -> None:
         """Wait until a systemd unit is active; raise at once if it failed, or if it
         is inactive with no job pending."""
+        warn_if_number(timeout, "wait_for_unit")
         state = "unknown"
 
         def check_active(_last_try: bool) -> bool:
@@ -279,7 +292,7 @@ class BaseMachine(ABC):
             wait_until(check_active, timeout, f"unit {unit} to become active", lambda: f"ActiveState={state}")
 
     def wait_for_unit_active_state(self, unit: str, state: str, user: str | None = None,
-                                   timeout: Duration = 900) -> None:
+                                   timeout: Duration = FIFTEEN_MINUTES) -> None:
         """Wait until a systemd unit's ActiveState is ``state`` (``active``, ``inactive``,
         ``activating``, ``reloading``, ``deactivating``, ``failed``)."""
         seen = "unknown"
@@ -320,22 +333,27 @@ class BaseMachine(ABC):
             wait_until(lambda _last_try: (self.execute(command)[0] == 0) == want_zero, timeout, what,
                        lambda: f"`{command}` still {'fails' if want_zero else 'succeeds'}")
 
-    def wait_for_file(self, filename: str, timeout: Duration = 900) -> None:
+    def wait_for_file(self, filename: str, timeout: Duration = FIFTEEN_MINUTES) -> None:
         """Wait until ``filename`` exists in the machine."""
+        warn_if_number(timeout, "wait_for_file")
         self._wait_for_status(f"test -e {filename}", True, f"file '{filename}'", timeout)
 
-    def wait_for_open_port(self, port: int, addr: str = "localhost", timeout: Duration = 900) -> None:
+    def wait_for_open_port(self, port: int, addr: str = "localhost", timeout: Duration = FIFTEEN_MINUTES) -> None:
         """Wait until something listens on TCP ``addr:port`` in the machine."""
+        warn_if_number(timeout, "wait_for_open_port")
         self._wait_for_status(f"nc -z {addr} {port}", True, f"TCP port {port} on {addr}", timeout)
 
-    def wait_for_closed_port(self, port: int, addr: str = "localhost", timeout: Duration = 900) -> None:
+    def wait_for_closed_port(self, port: int, addr: str = "localhost",
+                             timeout: Duration = FIFTEEN_MINUTES) -> None:
         """Wait until nothing listens on TCP ``addr:port`` in the machine."""
+        warn_if_number(timeout, "wait_for_closed_port")
         self._wait_for_status(f"nc -z {addr} {port}", False,
                               f"TCP port {port} on {addr} to be closed", timeout)
 
     def wait_for_open_unix_socket(self, addr: str, is_datagram: bool = False,
-                                  timeout: Duration = 900) -> None:
+                                  timeout: Duration = FIFTEEN_MINUTES) -> None:
         """Wait until something listens on the UNIX socket ``addr`` (stream, or datagram)."""
+        warn_if_number(timeout, "wait_for_open_unix_socket")
         flags = "-z -uU" if is_datagram else "-z -U"
         kind = "datagram" if is_datagram else "stream"
         self._wait_for_status(f"nc {flags} {addr}", True, f"UNIX-domain {kind} on '{addr}'", timeout)
@@ -384,8 +402,9 @@ class BaseMachine(ABC):
         """The text visible on virtual terminal ``tty`` (e.g. 1 or "1")."""
         return self.execute(f"fold -w$(stty -F /dev/tty{tty} size | awk '{{print $2}}') /dev/vcs{tty}")[1]
 
-    def wait_until_tty_matches(self, tty: int | str, regexp: str, timeout: Duration = 900) -> None:
+    def wait_until_tty_matches(self, tty: int | str, regexp: str, timeout: Duration = FIFTEEN_MINUTES) -> None:
         """Wait until the text on virtual terminal ``tty`` matches ``regexp``."""
+        warn_if_number(timeout, "wait_until_tty_matches")
         matcher = re.compile(regexp)
         text = ""
 

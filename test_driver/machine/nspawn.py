@@ -25,6 +25,7 @@ captured; stderr is logged as the machine's serial output.
 from __future__ import annotations
 
 import collections
+import datetime
 import os
 import re
 import selectors
@@ -363,7 +364,7 @@ class NspawnMachine(BaseMachine):
             return
         with self.lock:
             self.expect_exit = True
-        self.execute("systemctl poweroff --no-block", timeout=60)
+        self.execute("systemctl poweroff --no-block", timeout=datetime.timedelta(seconds=60))
         self.wait_for_shutdown(timeout)
 
     def wait_for_shutdown(self, timeout: Duration | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import datetime
 import os
 import re
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..deadline import Deadline, Duration, seconds, wait_for
+from ..duration import FIFTEEN_MINUTES, warn_if_number
 from ..efi import EfiVariable, EfiVars
 from ..errors import BackdoorError, MachineCrashed, MachineError, MachineStopped, QMPError, WaitTimeout
 from ..keys import key_for
@@ -579,13 +581,14 @@ class QemuMachine(BaseMachine):
             raise self._stopped_error(f"closed the monitor during `{command}`") from None
 
     def wait_for_qmp_event(self, event_filter: Callable[[dict[str, Any]], bool],
-                           timeout: Duration = 60 * 10) -> dict[str, Any]:
+                           timeout: Duration = datetime.timedelta(minutes=10)) -> dict[str, Any]:
         """Wait for the next QMP event for which ``event_filter`` is true, and return it.
 
         Events are considered from the one after the last event an earlier call
         returned (or from the start of QEMU), so an event that arrived just before
         the call is not missed; non-matching events before the match are skipped.
         """
+        warn_if_number(timeout, "wait_for_qmp_event")
         seq, event = self.qmp_client.wait_event(event_filter, timeout, since=self._qmp_cursor)
         self._qmp_cursor = seq
         return event
@@ -604,6 +607,7 @@ class QemuMachine(BaseMachine):
         end), searched after each line; the lines up to the one completing the match are
         consumed, as are all of them on a timeout.  ``timeout=None`` waits as long as the
         machine runs (upstream waits forever even on a dead machine; ours raises)."""
+        warn_if_number(timeout, "wait_for_console_text")
         pattern = re.compile(regex)
         seen = ""  # the lines looked at so far, joined
         with self.nested(f"waiting for {regex} to appear on console"):
@@ -676,17 +680,20 @@ class QemuMachine(BaseMachine):
         with self.nested(f"making screenshot {filename}", {"image": os.path.basename(filename)}):
             self._screendump_png(Path(filename))
 
-    def send_key(self, key: str, delay: Duration | None = 0.01, log: bool | None = True) -> None:
+    def send_key(self, key: str, delay: Duration | None = datetime.timedelta(milliseconds=10),
+                 log: bool | None = True) -> None:
         """Press a key: QEMU ``sendkey`` syntax (e.g. ``ctrl-alt-delete``) or one character;
         then wait ``delay`` (seconds or ``timedelta``)."""
+        warn_if_number(delay, "send_key")
         with self.nested(f"sending key {key!r}") if log else contextlib.nullcontext():
             self.send_monitor_command(f"sendkey {key_for(key)}")
         if delay is not None:
             time.sleep(seconds(delay) or 0.0)
 
-    def send_chars(self, chars: str, delay: Duration | None = 0.01) -> None:
+    def send_chars(self, chars: str, delay: Duration | None = datetime.timedelta(milliseconds=10)) -> None:
         """Type ``chars`` on the virtual keyboard, e.g. ``send_chars("ls\\n")``, waiting
         ``delay`` (seconds or ``timedelta``) after each key."""
+        warn_if_number(delay, "send_chars")
         with self.nested(f"sending keys {chars!r}"):
             for char in chars:
                 self.send_key(char, delay, log=False)
@@ -710,8 +717,9 @@ class QemuMachine(BaseMachine):
         """What the screen shows, read by OCR."""
         return self._ocr()[0]
 
-    def wait_for_text(self, regex: str, timeout: Duration = 900) -> None:
+    def wait_for_text(self, regex: str, timeout: Duration = FIFTEEN_MINUTES) -> None:
         """Wait until OCR of the screen matches ``regex`` (in any variant)."""
+        warn_if_number(timeout, "wait_for_text")
         texts: list[str] = []
 
         def matches(last_try: bool) -> bool:
@@ -727,8 +735,9 @@ class QemuMachine(BaseMachine):
                        lambda: f"OCR read {texts[0][-300:] if texts else ''!r}")
 
     # --- X11 (as upstream: through the backdoor and xwininfo) ------------------------------
-    def wait_for_x(self, timeout: Duration = 900) -> None:
+    def wait_for_x(self, timeout: Duration = FIFTEEN_MINUTES) -> None:
         """Wait until the X server runs (systemd reached the graphical target, X0 socket exists)."""
+        warn_if_number(timeout, "wait_for_x")
         command = ('journalctl -b SYSLOG_IDENTIFIER=systemd | grep -q "Reached target Current graphical"'
                    " && [ -e /tmp/.X11-unix/X0 ]")
         with self.nested("waiting for the X11 server"):
@@ -740,8 +749,9 @@ class QemuMachine(BaseMachine):
         return self.succeed(
             "xwininfo -root -tree | sed " + SED_WINDOW_NAMES).splitlines()
 
-    def wait_for_window(self, regexp: str, timeout: Duration = 900) -> None:
+    def wait_for_window(self, regexp: str, timeout: Duration = FIFTEEN_MINUTES) -> None:
         """Wait until an X11 window whose name matches ``regexp`` exists."""
+        warn_if_number(timeout, "wait_for_window")
         pattern = re.compile(regexp)
         names: list[str] = []
 

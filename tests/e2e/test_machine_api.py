@@ -18,25 +18,25 @@ from test_driver.machine import BaseMachine, Machine, QemuMachine
 UPSTREAM_API = {
     "is_up": "", "start": "allow_reboot=False", "wait_for_shutdown": "", "shutdown": "", "crash": "",
     "reboot": "", "release": "", "connect": "", "switch_root": "",
-    "execute": "command check_return=True check_output=True timeout=900",
+    "execute": "command check_return=True check_output=True timeout=datetime.timedelta(seconds=900)",
     "succeed": "*commands timeout=None", "fail": "*commands timeout=None",
-    "wait_until_succeeds": "command timeout=900", "wait_until_fails": "command timeout=900",
-    "sleep": "secs=None duration=None", "systemctl": "q user=None", "wait_for_unit": "unit user=None timeout=900",
+    "wait_until_succeeds": "command timeout=datetime.timedelta(seconds=900)", "wait_until_fails": "command timeout=datetime.timedelta(seconds=900)",
+    "sleep": "secs=None duration=None", "systemctl": "q user=None", "wait_for_unit": "unit user=None timeout=datetime.timedelta(seconds=900)",
     "get_unit_info": "unit user=None", "get_unit_property": "unit property user=None",
     "require_unit_state": "unit require_state='active'", "start_job": "jobname user=None",
     "stop_job": "jobname user=None", "wait_for_job": "jobname",
-    "wait_for_file": "filename timeout=900", "wait_for_open_port": "port addr='localhost' timeout=900",
-    "wait_for_closed_port": "port addr='localhost' timeout=900",
-    "wait_for_open_unix_socket": "addr is_datagram=False timeout=900",
+    "wait_for_file": "filename timeout=datetime.timedelta(seconds=900)", "wait_for_open_port": "port addr='localhost' timeout=datetime.timedelta(seconds=900)",
+    "wait_for_closed_port": "port addr='localhost' timeout=datetime.timedelta(seconds=900)",
+    "wait_for_open_unix_socket": "addr is_datagram=False timeout=datetime.timedelta(seconds=900)",
     "copy_from_host": "source target", "copy_from_host_via_shell": "source target",
     "copy_from_vm": "source target_dir=''", "copy_from_machine": "source target_dir=''",
-    "get_tty_text": "tty", "wait_until_tty_matches": "tty regexp timeout=900", "dump_tty_contents": "tty",
-    "send_chars": "chars delay=0.01", "send_key": "key delay=0.01 log=True", "send_console": "chars",
+    "get_tty_text": "tty", "wait_until_tty_matches": "tty regexp timeout=datetime.timedelta(seconds=900)", "dump_tty_contents": "tty",
+    "send_chars": "chars delay=datetime.timedelta(microseconds=10000)", "send_key": "key delay=datetime.timedelta(microseconds=10000) log=True", "send_console": "chars",
     "wait_for_console_text": "regex timeout=None", "get_console_log": "",
     "send_monitor_command": "command", "wait_for_monitor_prompt": "",
-    "wait_for_qmp_event": "event_filter timeout=600", "screenshot": "filename",
-    "get_screen_text_variants": "", "get_screen_text": "", "wait_for_text": "regex timeout=900",
-    "wait_for_x": "timeout=900", "get_window_names": "", "wait_for_window": "regexp timeout=900",
+    "wait_for_qmp_event": "event_filter timeout=datetime.timedelta(seconds=600)", "screenshot": "filename",
+    "get_screen_text_variants": "", "get_screen_text": "", "wait_for_text": "regex timeout=datetime.timedelta(seconds=900)",
+    "wait_for_x": "timeout=datetime.timedelta(seconds=900)", "get_window_names": "", "wait_for_window": "regexp timeout=datetime.timedelta(seconds=900)",
     "forward_port": "host_port=8080 guest_port=80", "block": "", "unblock": "",
     "shell_interact": "address=None", "console_interact": "", "ssh_backdoor_command": "index=None",
     "log": "msg", "log_serial": "msg", "nested": "msg attrs={}", "run_callbacks": "",
@@ -102,9 +102,9 @@ def test_failing_units_raise_promptly(debian_vm):
     deb.systemctl("start failing.service")
     start = time.monotonic()
     with pytest.raises(RequestedAssertionFailed, match='unit "failing.service" reached state "failed"'):
-        deb.wait_for_unit("failing.service", timeout=900)
+        deb.wait_for_unit("failing.service", timeout=datetime.timedelta(seconds=900))
     with pytest.raises(RequestedAssertionFailed, match="inactive and there are no pending jobs"):
-        deb.wait_for_unit("late-port.service", timeout=900)
+        deb.wait_for_unit("late-port.service", timeout=datetime.timedelta(seconds=900))
     assert time.monotonic() - start < 30
 
 

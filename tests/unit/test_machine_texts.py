@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -13,7 +14,7 @@ import pytest
 from test_driver.deadline import Duration
 from test_driver.errors import RequestedAssertionFailed
 from test_driver.logger import TerminalLogger
-from test_driver.machine.base import BaseMachine
+from test_driver.machine.base import BaseMachine, retry
 
 
 class Scripted(BaseMachine):
@@ -83,4 +84,40 @@ def test_a_probe_is_never_cut_by_the_waits_deadline(tmp_path: Path):
     m = Scripted(tmp_path, lambda command: (0, ""))
     m.wait_for_open_port(80, timeout=1)
     m.wait_for_file("/x", timeout=1)
-    assert [timeout for _, timeout in m.asked] == [900, 900]  # execute's own default, as upstream's
+    assert [timeout for _, timeout in m.asked] == [dt.timedelta(minutes=15)] * 2  # execute's own default, as upstream's
+
+
+DEPRECATED = "(): passing a bare int/float as a duration is deprecated. Use datetime.timedelta instead."
+
+
+def test_numbers_as_durations_warn_as_upstreams_and_defaults_do_not(tmp_path: Path):
+    m = Scripted(tmp_path, lambda command: (0, "ActiveState=active\n"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.execute("true")
+        m.succeed("true")
+        m.wait_for_unit("x")
+        m.wait_until_succeeds("true")
+        m.wait_for_file("/f", timeout=dt.timedelta(seconds=1))
+        m.sleep(duration=dt.timedelta(seconds=1))
+    assert [str(w.message) for w in caught] == []  # timedelta defaults and arguments: quiet
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m.execute("true", timeout=5)
+        m.succeed("true", timeout=5)
+        m.wait_for_unit("x", timeout=5)
+        m.wait_until_succeeds("true", timeout=5)
+        m.wait_for_open_port(80, timeout=5)
+        m.sleep(1)
+        retry(lambda _last: True, timeout_seconds=5)
+    texts = [str(w.message) for w in caught]
+    assert all(w.category is UserWarning for w in caught)
+    assert texts == [
+        "execute" + DEPRECATED,
+        "succeed" + DEPRECATED, "execute" + DEPRECATED,
+        "wait_for_unit" + DEPRECATED,
+        "wait_until_succeeds" + DEPRECATED, "execute" + DEPRECATED,  # its attempts pass it on, as upstream's
+        "wait_for_open_port" + DEPRECATED,
+        "sleep(): The 'secs' argument is deprecated. Use 'duration' instead.",
+        "retry(): The 'timeout_seconds' argument is deprecated. Use 'timeout' instead.",
+    ]

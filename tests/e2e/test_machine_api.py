@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from test_driver.errors import RequestedAssertionFailed, WaitTimeout
+from test_driver.errors import PollingConditionError, RequestedAssertionFailed, WaitTimeout
 from test_driver.machine import BaseMachine, Machine, QemuMachine
 
 # The public methods of upstream's Machine (QemuMachine + BaseMachine) with their parameters
@@ -215,7 +215,7 @@ def test_polling_condition(debian_vm):
         deb.succeed("systemctl is-active echo-tcp.service")
 
     with echo_answers:
-        with pytest.raises(RequestedAssertionFailed, match="Polling condition failed: echo service answers"):
+        with pytest.raises(PollingConditionError, match="Polling condition failed: echo service answers"):
             deb.succeed("true")
     deb.succeed("(sleep 2; systemctl start echo-tcp.service) >/dev/null 2>&1 &")
     echo_answers.wait(timeout=60)

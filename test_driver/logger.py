@@ -18,6 +18,7 @@ All are thread safe: supervisors and readers log from their own threads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -30,12 +31,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Callable, ContextManager, Iterator, TextIO
 from xml.sax.saxutils import XMLGenerator
 from xml.sax.xmlreader import AttributesImpl
 
 import junit_xml  # type: ignore[import-untyped]
 from colorama import Fore, Style  # type: ignore[import-untyped]
+
+from .progress import LiveStatus
 
 
 class LogLevel(IntEnum):
@@ -94,6 +97,11 @@ class AbstractLogger(ABC):
     def event(self, kind: str, **fields: Any) -> None:
         """A machine-readable event (command, crash, restart...); only some back ends keep it."""
 
+    def activity(self, what: str, state: Callable[[], str | None] = lambda: None) -> ContextManager[None]:
+        """A wait under way, shown live (with ``state()``, the last state seen) where a back
+        end can: the terminal logger on a terminal."""
+        return contextlib.nullcontext()
+
     def print_serial_logs(self, enable: bool) -> None:
         self.serial_enabled = enable
 
@@ -132,13 +140,29 @@ def machine_colour(machine: str) -> str:
 
 
 class TerminalLogger(AbstractLogger):
-    def __init__(self, stream: TextIO | None = None, colour: bool | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, colour: bool | None = None,
+                 live: bool | None = None) -> None:
         self.stream = stream or sys.stderr
+        terminal = self.stream.isatty()
         if colour is None:
-            colour = self.stream.isatty() and not os.environ.get("NO_COLOR")
+            colour = terminal and not os.environ.get("NO_COLOR")
         self.colour = colour
         self.lock = threading.RLock()
         self.depth = 0
+        self.live = LiveStatus(self.stream, self.lock) if (terminal if live is None else live) else None
+        """The status line of the wait under way, on a terminal only."""
+
+    def activity(self, what: str, state: Callable[[], str | None] = lambda: None) -> ContextManager[None]:
+        return self.live.activity(what, state) if self.live else contextlib.nullcontext()
+
+    def _emit(self, text: str) -> None:
+        with self.lock:
+            if self.live:
+                self.live.clear()
+            self.stream.write(text + "\n")
+            if self.live:
+                self.live.redraw()
+            self.stream.flush()
 
     def _paint(self, text: str, colour: str) -> str:
         return f"{colour}{text}{Style.RESET_ALL}" if self.colour else text
@@ -148,8 +172,7 @@ class TerminalLogger(AbstractLogger):
         if machine:
             line = f"{self._paint(machine, machine_colour(machine))}: {line}"
         with self.lock:
-            self.stream.write("  " * self.depth + line + "\n")
-            self.stream.flush()
+            self._emit("  " * self.depth + line)
 
     def log(self, message: str, attributes: dict[str, str] = {}) -> None:
         self._write(message, attributes)
@@ -183,9 +206,7 @@ class TerminalLogger(AbstractLogger):
 
     def log_serial(self, message: str, machine: str) -> None:
         if self.serial_enabled:
-            with self.lock:
-                self.stream.write(self._paint(f"{machine} # {message}", machine_colour(machine)) + "\n")
-                self.stream.flush()
+            self._emit(self._paint(f"{machine} # {message}", machine_colour(machine)))
 
 
 class XMLLogger(AbstractLogger):
@@ -494,6 +515,13 @@ class CompositeLogger(AbstractLogger):
         with ExitStack() as stack:
             for logger in self.logger_list:
                 stack.enter_context(logger.subtest(name, attributes))
+            yield
+
+    @contextmanager
+    def activity(self, what: str, state: Callable[[], str | None] = lambda: None) -> Iterator[None]:
+        with ExitStack() as stack:
+            for logger in self.logger_list:
+                stack.enter_context(logger.activity(what, state))
             yield
 
     def close(self) -> None:

@@ -21,6 +21,9 @@ from ..errors import RequestedAssertionFailed, WaitTimeout
 from ..logger import AbstractLogger
 
 
+EVENT_OUTPUT = 65536
+"""A command's event keeps the first this many characters of its output."""
+
 DEFAULT_WAIT = 900.0
 """Seconds a wait (``retry``, ``wait_for_*``) lasts when given no timeout, as upstream."""
 
@@ -107,6 +110,12 @@ class BaseMachine(ABC):
         """Log a line as serial console output of this machine."""
         self.logger.log_serial(msg, self.name)
 
+    def _poll_until(self, check: Callable[[bool], Any], timeout: Duration | None, what: str,
+              last_state: Callable[[], str | None] = lambda: None, pause: float = 0.1) -> None:
+        """``wait_until``, shown as it goes on a terminal: "NAME: waiting for WHAT, N s, STATE"."""
+        with self.logger.activity(f"{self.name}: waiting for {what}", last_state):
+            wait_until(check, timeout, what, last_state, pause)
+
     def run_callbacks(self) -> None:
         """Run the callbacks due before each command (the active polling conditions)."""
         for callback in self.callbacks:
@@ -158,12 +167,14 @@ class BaseMachine(ABC):
         self.run_callbacks()
         tic = time.monotonic()
         status: int | None = None
+        output = ""
         try:
             status, output = self._execute(command, check_return, check_output, timeout)
             return status, output
         finally:
             self.logger.event("command", machine=self.name, command=command, status=status,
-                              seconds=round(time.monotonic() - tic, 6))
+                              seconds=round(time.monotonic() - tic, 6), output=output[:EVENT_OUTPUT],
+                              output_chars=len(output))
 
     def succeed(self, *commands: str, timeout: Duration | None = None) -> str:
         """Run each command, raising ``RequestedAssertionFailed`` at the first
@@ -204,8 +215,8 @@ class BaseMachine(ABC):
             return (status == 0) == want_success
 
         # attempts 1 s apart, as upstream's: the command is the script's, and may count
-        wait_until(check, timeout, f"`{command}` to {'succeed' if want_success else 'fail'}",
-                   lambda: f"exit status {status}, output {output[-200:]!r}", pause=1.0)
+        self._poll_until(check, timeout, f"`{command}` to {'succeed' if want_success else 'fail'}",
+                         lambda: f"exit status {status}, output {output[-200:]!r}", pause=1.0)
         return output
 
     def wait_until_succeeds(self, command: str, timeout: Duration = FIFTEEN_MINUTES,
@@ -289,7 +300,8 @@ class BaseMachine(ABC):
             return state == "active"
 
         with self.nested(f"waiting for unit {unit}" + (f" with user {user}" if user else "")):
-            wait_until(check_active, timeout, f"unit {unit} to become active", lambda: f"ActiveState={state}")
+            self._poll_until(check_active, timeout, f"unit {unit} to become active",
+                             lambda: f"ActiveState={state}")
 
     def wait_for_unit_active_state(self, unit: str, state: str, user: str | None = None,
                                    timeout: Duration = FIFTEEN_MINUTES) -> None:
@@ -303,7 +315,7 @@ class BaseMachine(ABC):
             return seen == state
 
         with self.nested(f"waiting for unit {unit} to be {state}" + (f" with user {user}" if user else "")):
-            wait_until(reached, timeout, f"unit {unit} in state {state}", lambda: f"ActiveState={seen}")
+            self._poll_until(reached, timeout, f"unit {unit} in state {state}", lambda: f"ActiveState={seen}")
 
     def wait_for_job(self, jobname: str) -> None:
         """Old name: wait until the systemd unit ``jobname`` is active."""
@@ -330,8 +342,8 @@ class BaseMachine(ABC):
     def _wait_for_status(self, command: str, want_zero: bool, what: str, timeout: Duration) -> None:
         with self.nested(f"waiting for {what}"):
             # each probe has execute's own bound, as upstream's: never cut short by the wait
-            wait_until(lambda _last_try: (self.execute(command)[0] == 0) == want_zero, timeout, what,
-                       lambda: f"`{command}` still {'fails' if want_zero else 'succeeds'}")
+            self._poll_until(lambda _last_try: (self.execute(command)[0] == 0) == want_zero, timeout,
+                             what, lambda: f"`{command}` still {'fails' if want_zero else 'succeeds'}")
 
     def wait_for_file(self, filename: str, timeout: Duration = FIFTEEN_MINUTES) -> None:
         """Wait until ``filename`` exists in the machine."""
@@ -416,7 +428,8 @@ class BaseMachine(ABC):
             return matcher.search(text) is not None
 
         with self.nested(f"waiting for {regexp} to appear on tty {tty}"):
-            wait_until(matches, timeout, f"/{regexp}/ on tty{tty}", lambda: f"tty shows {text[-300:]!r}")
+            self._poll_until(matches, timeout, f"/{regexp}/ on tty{tty}",
+                             lambda: f"tty shows {text[-300:]!r}")
 
     def dump_tty_contents(self, tty: int | str) -> None:
         """Send the contents of virtual terminal ``tty`` to the machine's journal, as

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..deadline import Deadline, Duration, seconds, wait_for
 from ..errors import MachineCrashed, MachineError, MachineStopped, WaitTimeout
 from ..logger import AbstractLogger
-from .base import BaseMachine, wait_until
+from .base import BaseMachine
 from .qemu import SERIAL_TAIL, PostMortem
 from .supervisor import Channel, Exit, Supervisor
 
@@ -277,8 +277,8 @@ class NspawnMachine(BaseMachine):
             self._raise_if_stopped()
             return subprocess.run(probe, stdin=subprocess.DEVNULL, env={"PATH": PROBE_PATH}).returncode == 0
 
-        wait_until(answers, deadline.remaining(), f"container {self.name!r}'s systemd to answer",
-                   self._last_lines)
+        self._poll_until(answers, deadline.remaining(), f"container {self.name!r}'s systemd to answer",
+                         self._last_lines)
 
     def _nsenter(self, argv: list[str]) -> list[str]:
         """``argv`` run in the container's namespaces, as upstream's: in the mount

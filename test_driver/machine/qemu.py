@@ -29,7 +29,7 @@ from ..protocol.backdoor import Backdoor
 from ..protocol.monitor import Monitor
 from ..protocol.qmp import QMPClient
 from ..protocol.stream import Stream, StreamEOF
-from .base import BaseMachine, wait_until
+from .base import BaseMachine
 from .start_command import ALIVE_PORT_ID, Sockets, StartCommand, shell_socketpair
 from .supervisor import Channel, Exit, Supervisor
 
@@ -421,20 +421,9 @@ class QemuMachine(BaseMachine):
         with self.nested("waiting for the VM to finish booting"):
             self.start()
             tic = time.monotonic()
-            deadline = Deadline(timeout)
-            while True:
-                try:
-                    said = self.shell.wait_for_greeting(Deadline(min(30.0, deadline.remaining() or 30.0)))
-                    break
-                except WaitTimeout:
-                    if deadline.expired:
-                        raise WaitTimeout("the backdoor greeting 'Spawning backdoor root shell...'",
-                                          deadline.timeout or 0.0,
-                                          f"last serial line: {self._last_serial()!r}") from None
-                    self.log(f"guest root shell did not say anything yet after "
-                             f"{time.monotonic() - tic:.0f}s; last serial line: {self._last_serial()!r}")
-                except StreamEOF:
-                    raise self._stopped_error("closed the backdoor connection") from None
+            with self.logger.activity(f"{self.name}: booting",
+                                      lambda: f"last console line: {self._last_serial()}"):
+                said = self._greeting(Deadline(timeout), tic)
             if said.strip():
                 self.log(f"guest shell says: {said!r}")
             self.backdoor_died_at = None
@@ -443,6 +432,21 @@ class QemuMachine(BaseMachine):
             self.connected = True
             self.log(f"connected to guest root shell (in {time.monotonic() - tic:.2f}s)")
             self.logger.event("connected", machine=self.name, seconds=round(time.monotonic() - tic, 6))
+
+    def _greeting(self, deadline: Deadline, tic: float) -> bytes:
+        """Wait for the backdoor's greeting, saying every 30 s that it has not come yet."""
+        while True:
+            try:
+                return self.shell.wait_for_greeting(Deadline(min(30.0, deadline.remaining() or 30.0)))
+            except WaitTimeout:
+                if deadline.expired:
+                    raise WaitTimeout("the backdoor greeting 'Spawning backdoor root shell...'",
+                                      deadline.timeout or 0.0,
+                                      f"last serial line: {self._last_serial()!r}") from None
+                self.log(f"guest root shell did not say anything yet after "
+                         f"{time.monotonic() - tic:.0f}s; last serial line: {self._last_serial()!r}")
+            except StreamEOF:
+                raise self._stopped_error("closed the backdoor connection") from None
 
     def _last_serial(self) -> str:
         return self.serial_tail[-1] if self.serial_tail else "(none)"
@@ -610,7 +614,9 @@ class QemuMachine(BaseMachine):
         warn_if_number(timeout, "wait_for_console_text")
         pattern = re.compile(regex)
         seen = ""  # the lines looked at so far, joined
-        with self.nested(f"waiting for {regex} to appear on console"):
+        with self.nested(f"waiting for {regex} to appear on console"), \
+                self.logger.activity(f"{self.name}: waiting for /{regex}/ on the console",
+                                     lambda: f"last console line: {self._last_serial()}"):
             with self.console_cond:
                 def look() -> bool:
                     nonlocal seen
@@ -731,8 +737,8 @@ class QemuMachine(BaseMachine):
             return found
 
         with self.nested(f"waiting for {regex} to appear on screen"):
-            wait_until(matches, timeout, f"/{regex}/ on the screen",
-                       lambda: f"OCR read {texts[0][-300:] if texts else ''!r}")
+            self._poll_until(matches, timeout, f"/{regex}/ on the screen",
+                             lambda: f"OCR read {texts[0][-300:] if texts else ''!r}")
 
     # --- X11 (as upstream: through the backdoor and xwininfo) ------------------------------
     def wait_for_x(self, timeout: Duration = FIFTEEN_MINUTES) -> None:
@@ -741,8 +747,8 @@ class QemuMachine(BaseMachine):
         command = ('journalctl -b SYSLOG_IDENTIFIER=systemd | grep -q "Reached target Current graphical"'
                    " && [ -e /tmp/.X11-unix/X0 ]")
         with self.nested("waiting for the X11 server"):
-            wait_until(lambda _last_try: self.execute(command)[0] == 0, timeout, "the X11 server",
-                       lambda: "no graphical target reached or no /tmp/.X11-unix/X0")
+            self._poll_until(lambda _last_try: self.execute(command)[0] == 0, timeout, "the X11 server",
+                             lambda: "no graphical target reached or no /tmp/.X11-unix/X0")
 
     def get_window_names(self) -> list[str]:
         """Names of the X11 windows (``xwininfo -root -tree``)."""
@@ -764,8 +770,8 @@ class QemuMachine(BaseMachine):
             return any(pattern.search(name) for name in names)
 
         with self.nested("waiting for a window to appear"):
-            wait_until(visible, timeout, f"a window matching /{regexp}/",
-                       lambda: f"windows: {', '.join(names) or 'none'}")
+            self._poll_until(visible, timeout, f"a window matching /{regexp}/",
+                             lambda: f"windows: {', '.join(names) or 'none'}")
 
     # --- networking and interactive use -----------------------------------------------------
     def forward_port(self, host_port: int = 8080, guest_port: int = 80) -> None:

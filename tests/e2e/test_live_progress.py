@@ -1,0 +1,52 @@
+"""Live progress (issue 21): on a terminal, the wait under way is shown and updated in place;
+logs written to a pipe or a file never get it."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+import pexpect  # type: ignore[import-untyped]
+import tiny
+
+SCRIPT = r"""
+machine.succeed("(sleep 4; touch /tmp/ready) >/dev/null 2>&1 &")
+machine.wait_until_succeeds("test -e /tmp/ready")
+"""
+STATUS = r"\r\x1b\[Kmachine: waiting for `test -e /tmp/ready` to succeed, [1-9] s, exit status 1"
+
+
+def on_terminal(guest, tmp_path, env: dict[str, str]) -> str:
+    script = tiny.write_start_script(tmp_path, "machine", guest)
+    test = tmp_path / "t.py"
+    test.write_text(SCRIPT)
+    child = pexpect.spawn(sys.executable, ["-m", "test_driver.cli_main", "--start-scripts", str(script),
+                                           "-o", str(tmp_path), "--", str(test)],
+                          env={**os.environ, **env}, encoding="utf-8", timeout=180, dimensions=(40, 200))
+    child.expect(r"\r\x1b\[Kmachine: booting, \d+ s, last console line: ")
+    seen = child.before + child.after
+    child.expect(STATUS)
+    seen += child.before + child.after
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, child.before
+    return seen + child.before
+
+
+def test_a_wait_shows_what_it_waits_for_and_for_how_long(guest, tmp_path, private_tmp):
+    seen = on_terminal(guest, tmp_path, {})
+    assert "\x1b[1m" in seen  # colour on a terminal
+    # a log line never shares a line with the status: each is preceded by the status's erasure
+    assert "(finished: waiting for success: test -e /tmp/ready" in seen
+
+
+def test_no_color_keeps_the_status_without_colour(guest, tmp_path, private_tmp):
+    seen = on_terminal(guest, tmp_path, {"NO_COLOR": "1"})
+    assert "\x1b[1m" not in seen and "\x1b[3" not in seen
+
+
+def test_a_pipe_gets_no_status_line(run):
+    result = run(SCRIPT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "\x1b[K" not in result.stderr and not re.search(r"booting, \d+ s", result.stderr)

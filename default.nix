@@ -15,6 +15,9 @@
   enableOCR ? false,
   enableNspawn ? false,
   extraPythonPackages ? (_: [ ]),
+  # Every run writes this HTML report into its output directory (in a Nix build, $out, with a
+  # line in nix-support/hydra-build-products); null: only when --html-report asks for one.
+  htmlReport ? "report.html",
   ...
 }:
 python3Packages.buildPythonApplication {
@@ -30,6 +33,7 @@ python3Packages.buildPythonApplication {
   propagatedBuildInputs =
     (with python3Packages; [
       colorama
+      jinja2
       junit-xml
       pillow
       ptpython
@@ -54,7 +58,8 @@ python3Packages.buildPythonApplication {
         ]
       )
     }"
-  ];
+  ]
+  ++ lib.optional (htmlReport != null) "--set-default htmlReport ${lib.escapeShellArg htmlReport}";
 
   doCheck = false; # the tests boot real guests: run them with scripts/test
   meta = {

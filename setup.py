@@ -6,15 +6,16 @@ setup(
     description="A drop-in replacement for the NixOS test driver",
     license="MIT",
     packages=find_packages(include=["test_driver", "test_driver.*"]),
-    package_data={"test_driver": ["py.typed"]},
+    package_data={"test_driver": ["py.typed", "templates/*.j2"]},
     python_requires=">=3.10",
-    install_requires=["ptpython", "colorama", "junit-xml", "pillow", "pytesseract", "remote-pdb"],
+    install_requires=["ptpython", "colorama", "jinja2", "junit-xml", "pillow", "pytesseract", "remote-pdb"],
     extras_require={"test": ["pytest", "mypy", "pexpect"]},
     entry_points={
         "console_scripts": [
             "nixos-test-driver=test_driver:main",
             "generate-driver-symbols=test_driver:generate_driver_symbols",
             "nixos-test-driver-typecheck=test_driver.typecheck:main",
+            "nixos-test-driver-report=test_driver.html_report:main",
         ]
     },
 )

@@ -20,6 +20,9 @@ measured in the same run on the same guest and QEMU flags:
   ocr         seconds per get_screen_text_variants(); share of words recovered from three
               VGA console screens of known text, per variant, the raw screenshot and any variant
   idle        driver CPU seconds per VM-minute idle; driver peak RSS
+  report      the HTML report of a run of 10,000 commands: page size, rendering time and
+              Chromium's load time (headless --dump-dom); its cost as a share of that run
+              (the JSON events' cost per succeed("true"), measured on the guest, plus rendering)
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ import tiny  # noqa: E402
 from test_driver.driver import Driver  # noqa: E402
 from test_driver.errors import MachineCrashed  # noqa: E402
 from test_driver.machine import QemuMachine  # noqa: E402
-from test_driver.logger import CompositeLogger, TerminalLogger  # noqa: E402
+from test_driver.html_report import write_report  # noqa: E402
+from test_driver.logger import CompositeLogger, JSONLogger, TerminalLogger  # noqa: E402
 from test_driver.machine.start_command import Sockets, StartCommand, shell_socketpair  # noqa: E402
 from test_driver.machine.supervisor import die_with_parent  # noqa: E402
 from test_driver.ocr import BASELINE, VARIANTS, text_variants  # noqa: E402
@@ -352,6 +356,22 @@ class Bench:
         self.results["idle"] = {"cpu_s_per_vm_minute": stats(per_vm_minute), "peak_rss_MB": rss_mb}
 
 
+REPORT_COMMANDS = 10000
+
+
+def report_events(path: Path, commands: int) -> None:
+    """The event log of a run of ``commands`` commands, written through the real logger."""
+    logger = JSONLogger.to_file(path)
+    logger.event("run-start", script="bench.py", source="machine.succeed('true')\n", machines=["machine"])
+    with logger.subtest("many commands"):
+        for n in range(commands):
+            with logger.nested(f"must succeed: echo {n}", {"machine": "machine"}):
+                logger.event("command", machine="machine", command=f"echo {n}", status=0, seconds=0.01,
+                             output=f"{n}\n", output_chars=len(f"{n}\n"))
+    logger.event("run-end", status=0, verdict="passed", post_mortems=[])
+    logger.close()
+
+
 def table(results: dict[str, dict]) -> str:
     lines = []
     for section, values in results.items():
@@ -362,6 +382,46 @@ def table(results: dict[str, dict]) -> str:
                 text = f"{value:.3f}"
             lines.append(f"{section:<11} {key:<28} {text}")
     return "\n".join(lines)
+
+
+def report_section(bench: "Bench") -> None:
+    plain, logged = [], []
+    for _ in range(bench.runs):
+        for with_events, times in ((False, plain), (True, logged)):
+            logger = quiet_logger()
+            if with_events:
+                logger.add_logger(JSONLogger.to_file(bench.work / "bench-events.jsonl"))
+            with Driver([str(bench.script("report"))], [], "", bench.work, logger) as driver:
+                machine = driver.machines[0]
+                machine.succeed("true")
+                tic = time.monotonic()
+                for _ in range(bench.calls):
+                    machine.succeed("true")
+                times.append((time.monotonic() - tic) / bench.calls)
+            logger.close()
+    events, page = bench.work / "report-events.jsonl", bench.work / "report.html"
+    report_events(events, REPORT_COMMANDS)
+    tic = time.monotonic()
+    write_report(events, page, bench.work)
+    render = time.monotonic() - tic
+    chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={bench.work / 'chromium'}", "--dump-dom", page.as_uri()]
+    loads = []
+    for _ in range(bench.runs):
+        tic = time.monotonic()
+        subprocess.run(chromium, capture_output=True, check=True, timeout=300,
+                       env={**os.environ, "TMPDIR": str(bench.work)})  # a short socket path
+        loads.append(time.monotonic() - tic)
+    run_s = statistics.median(plain) * REPORT_COMMANDS
+    events_s = max(0.0, statistics.median(logged) - statistics.median(plain)) * REPORT_COMMANDS
+    bench.results["report"] = {
+        "page_MB_10k_commands": page.stat().st_size / 1e6,
+        "render_s_10k_commands": render,
+        "chromium_load_s_10k_commands": stats(loads),
+        "events_ms_per_command": stats([(b - a) * 1000 for a, b in zip(plain, logged)]),
+        "overhead_percent": (events_s + render) / run_s * 100,
+    }
 
 
 def main() -> None:
@@ -379,7 +439,8 @@ def main() -> None:
         sections: dict[str, Callable[[], None]] = {
             "boot": bench.boot, "command": bench.command, "crash": bench.crash,
             "start_all": bench.start_all, "throughput": bench.throughput,
-            "container": bench.container, "parallel": bench.parallel, "ocr": bench.ocr, "idle": lambda: bench.idle(args.idle_seconds)}
+            "container": bench.container, "parallel": bench.parallel, "ocr": bench.ocr, "idle": lambda: bench.idle(args.idle_seconds),
+            "report": lambda: report_section(bench)}
         for name, run in sections.items():
             if args.only and name not in args.only:
                 continue

@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(qemu-system-x86 qemu-utils ovmf vde2 busybox-static bash-static socat tesseract-ocr procps
-          debootstrap e2fsprogs nix-bin systemd-container iproute2)
+          debootstrap e2fsprogs nix-bin systemd-container iproute2
+          chromium)  # chromium: the HTML report tests read the page in a real browser
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -19,7 +19,7 @@ from .driver import Driver
 from .errors import DriverError, GlobalTimeout, PollingConditionError, TestScriptError
 from .logger import CompositeLogger, JSONLogger, JUnitLogger, LogLevel, TerminalLogger, XMLLogger
 from .interactive import require_terminal, run_shell
-from .report import failure_report
+from .report import failure_fields, failure_report
 
 
 class EnvDefault(argparse.Action):
@@ -77,6 +77,9 @@ def parser() -> argparse.ArgumentParser:
                    help="the log on stderr: coloured text, or one JSON object per line")
     p.add_argument("--json-log", type=Path, metavar="PATH",
                    help="also write the JSON event log to this file (relative: in the output directory)")
+    p.add_argument("--html-report", type=Path, metavar="PATH", action=EnvDefault, envvar="htmlReport",
+                   help="write a self-contained HTML page of the run, however it ends (relative: in the "
+                        "output directory)")
     p.add_argument("--log-level", choices=[level.name.lower() for level in LogLevel], action=EnvDefault,
                    envvar="logLevel", default="info", help="the least important messages shown")
     p.add_argument("--dump-vsocks", type=int, metavar="OFFSET",
@@ -136,6 +139,16 @@ def what_to_run(args: argparse.Namespace) -> Run:
                config.container_start_scripts, config.container_names)
 
 
+def events_file(args: argparse.Namespace, out_dir: Path) -> Path | None:
+    """Where the JSON events go: --json-log, or a file of its own that the HTML report is made
+    from (removed afterwards); None when neither is asked for."""
+    if args.json_log:
+        return out_dir / args.json_log
+    if args.html_report:
+        return out_dir / f".{Path(args.html_report).name}.events.jsonl"
+    return None
+
+
 def make_logger(args: argparse.Namespace, out_dir: Path) -> CompositeLogger:
     """The loggers the arguments and $LOGFILE ask for."""
     terminal = JSONLogger(sys.stderr) if args.log_format == "json" else TerminalLogger()
@@ -144,8 +157,9 @@ def make_logger(args: argparse.Namespace, out_dir: Path) -> CompositeLogger:
         logger.add_logger(XMLLogger(os.environ["LOGFILE"]))
     if args.junit_xml:
         logger.add_logger(JUnitLogger(out_dir / args.junit_xml))
-    if args.json_log:
-        logger.add_logger(JSONLogger.to_file(out_dir / args.json_log))
+    events = events_file(args, out_dir)
+    if events is not None:
+        logger.add_logger(JSONLogger.to_file(events))
     logger.set_log_level(LogLevel[args.log_level.upper()])
     return logger
 
@@ -179,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
                         run.global_timeout, test_script_path=script,
                         debug=Debug(logger, args.debug_hook_attach), machine_names=run.machine_names,
                         container_start_scripts=run.container_start_scripts, container_names=run.container_names)
+        logger.event("run-start", script=script, source=tests, machines=[m.name for m in driver.machines],
+                     global_timeout=run.global_timeout)
         with driver:
             if args.dump_vsocks is not None:
                 driver.dump_machine_ssh(args.dump_vsocks)
@@ -206,12 +222,59 @@ def main(argv: list[str] | None = None) -> None:
         failure = exc
         status = 1
     finally:
+        fields: dict[str, object] = {}
         if failure is not None:
-            for line in failure_report(failure, script, driver.failed_subtest if driver else None,
-                                       driver.machines if driver else []):
+            subtest, machines = (driver.failed_subtest, driver.machines) if driver else (None, [])
+            for line in failure_report(failure, script, subtest, machines):
                 logger.log_test_error(line)
+            fields = failure_fields(failure, script, subtest, machines)
+        logger.event("run-end", status=status, verdict=verdict(status, driver), **fields,
+                     post_mortems=[pm.summary() for pm in driver.crashes] if driver else [])
         logger.close()
+        if args.html_report:
+            make_report(args, out_dir)
     sys.exit(status)
+
+
+def announce_to_hydra(page: Path, out_dir: Path) -> None:
+    """In a Nix build whose output is the output directory, list the page as a build product
+    (nix-support/hydra-build-products), so Hydra links it."""
+    out = os.environ.get("out")
+    if not os.environ.get("NIX_BUILD_TOP") or not out or Path(out).resolve() != out_dir:
+        return
+    products = out_dir / "nix-support" / "hydra-build-products"
+    line = f"report test-report {page}\n"
+    products.parent.mkdir(exist_ok=True)
+    if line not in (products.read_text() if products.exists() else ""):
+        with open(products, "a") as stream:
+            stream.write(line)
+
+
+def verdict(status: int, driver: Driver | None) -> str:
+    if status == 0:
+        return "passed"
+    if driver is not None and driver.timed_out:
+        return "timed out"
+    if status > 128:
+        return "interrupted"
+    return "error" if status == 2 else "failed"
+
+
+def make_report(args: argparse.Namespace, out_dir: Path) -> None:
+    """Render the HTML report from the events; a failure to do so is said, never raised."""
+    from .html_report import write_report  # jinja2 is loaded only when a report is asked for
+
+    events = events_file(args, out_dir)
+    assert events is not None
+    page = out_dir / args.html_report
+    try:
+        write_report(events, page, out_dir)
+        announce_to_hydra(page, out_dir)
+    except Exception as exc:  # the run's own status stands
+        print(f"nixos-test-driver: cannot write the HTML report: {exc}", file=sys.stderr)
+    finally:
+        if not args.json_log:
+            events.unlink(missing_ok=True)
 
 
 def generate_driver_symbols() -> None:

@@ -52,3 +52,18 @@ def failure_report(exc: BaseException, script: str, failed_subtest: Sequence[str
     if machine is not None and tail:
         yield f"last {len(tail)} serial lines of {machine.name}:"
         yield from (f"    {machine.name} # {line}" for line in tail)
+
+
+def failure_fields(exc: BaseException, script: str, failed_subtest: Sequence[str] | None,
+                   machines: Sequence[BaseMachine]) -> dict[str, object]:
+    """The failure as the run's last event carries it (for the HTML report)."""
+    machine = failing_machine(exc, machines)
+    return {
+        "error_type": type(exc).__name__,
+        "error": str(exc),
+        "frames": [{"line": frame.lineno, "source": frame.line}
+                   for frame in _script_frames(exc.__traceback__, script)],
+        "subtest": list(failed_subtest or []),
+        "machine": machine.name if machine else None,
+    }
+

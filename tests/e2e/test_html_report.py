@@ -1,0 +1,126 @@
+"""The HTML run report (issue 21) from real runs on the tiny guest, read back through a real
+browser: Debian's chromium, headless, offline, its rendered DOM and a screenshot of the page
+(kept in $TD_ARTIFACT_DIR when set)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import driver_running
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh installs it)")
+
+
+def browse(page: Path, work: Path, screenshot: str) -> str:
+    """The DOM chromium renders from ``page`` with no network, and a screenshot of it."""
+    # a short TMPDIR: chromium's singleton socket path must fit a unix socket address
+    profile = Path(tempfile.mkdtemp(prefix="td-chromium-", dir="/tmp"))
+    flags = [CHROMIUM or "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}", "--proxy-server=127.0.0.1:9",
+             "--window-size=1200,1600"]
+    env = {**os.environ, "TMPDIR": str(profile)}
+    try:
+        browsed = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                                 timeout=120, env=env)
+        assert browsed.returncode == 0, browsed.stderr[-2000:]
+        shots = Path(os.environ.get("TD_ARTIFACT_DIR", work))
+        shots.mkdir(parents=True, exist_ok=True)
+        subprocess.run([*flags, f"--screenshot={shots / screenshot}", page.as_uri()], capture_output=True,
+                       timeout=120, check=True, env=env)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    assert (shots / screenshot).stat().st_size > 10_000
+    return browsed.stdout
+
+
+def text_of(dom: str, element_id: str) -> str:
+    match = re.search(rf'id="{element_id}"[^>]*>(.*?)</', dom, re.S)
+    assert match, f"no element {element_id}"
+    return match.group(1)
+
+
+PASSING = r"""
+start_all()
+alpha.succeed("echo '<script>alert(1)</script>'")
+beta.wait_until_succeeds("true")
+with subtest("pictures"):
+    alpha.screenshot("screen")
+"""
+
+
+def test_a_passing_run_with_two_machines_a_screenshot_and_hostile_output(run, tmp_path):
+    result = run(PASSING, names=["alpha", "beta"], args=["--html-report", "report.html", "--json-log", "ev.jsonl"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    dom = browse(tmp_path / "report.html", tmp_path, "report-passing.png")
+    assert text_of(dom, "verdict") == "PASSED"
+    assert re.findall(r'<g class="lane" data-lane="([^"]+)"', dom) == ["script", "alpha", "beta"]
+    assert re.search(r'<img class="screenshot" [^>]*src="data:image/png;base64,', dom)
+    # the guest's <script> is text: escaped, and the page's own script is the only one
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+    assert dom.count("<script") == 1
+    assert "http://" not in dom.replace("http://www.w3.org/2000/svg", "")  # nothing fetched
+    # the renderer command on the saved event log makes the same page
+    again = tmp_path / "again.html"
+    subprocess.run([sys.executable, "-c", "from test_driver.html_report import main; main()",
+                    str(tmp_path / "ev.jsonl"), "-o", str(again)], check=True, timeout=60)
+    assert again.read_text() == (tmp_path / "report.html").read_text()
+
+
+KILLED = r"""
+import os, signal
+start_all()
+machine.succeed("true")
+with subtest("the machine goes away"):
+    os.kill(machine.pid, signal.SIGKILL)
+    machine.succeed("echo never")
+"""
+
+
+def test_a_vm_killed_in_a_subtest(run, tmp_path):
+    # as in a Nix build whose output is the output directory: the page is a Hydra build product
+    result = run(KILLED, args=["--html-report", "report.html"],
+                 env={"NIX_BUILD_TOP": str(tmp_path), "out": str(tmp_path)})
+    assert result.returncode == 1
+    products = (tmp_path / "nix-support" / "hydra-build-products").read_text()
+    assert products == f"report test-report {tmp_path / 'report.html'}\n"
+    dom = browse(tmp_path / "report.html", tmp_path, "report-killed.png")
+    assert text_of(dom, "verdict") == "FAILED"
+    assert text_of(dom, "failed-subtest") == "the machine goes away"
+    assert 'machine.succeed("echo never")' in dom.split('id="failing-line"')[1].split("</pre>")[0]
+    assert "post-mortem of machine" in dom and 'class="crash"' in dom
+    assert not list(tmp_path.glob(".*.events.jsonl"))  # the report's own event file is gone
+
+
+def test_the_global_timeout(run, tmp_path):
+    result = run("start_all()\nmachine.succeed('sleep 120')\n",
+                 args=["--html-report", "report.html", "--global-timeout", "8"])
+    assert result.returncode == 143
+    dom = browse(tmp_path / "report.html", tmp_path, "report-timeout.png")
+    assert text_of(dom, "verdict") == "TIMED OUT"
+    assert "sleep 120" in dom
+
+
+def test_ctrl_c(guest, tmp_path, private_tmp):
+    with driver_running(guest, tmp_path, "machine", "machine.succeed('sleep 120')\n", "must succeed: sleep 120",
+                        args=["--html-report", "report.html"]) as proc:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    dom = browse(tmp_path / "report.html", tmp_path, "report-interrupted.png")
+    assert text_of(dom, "verdict") == "INTERRUPTED"
+
+
+def test_bad_event_log_is_named(tmp_path):
+    result = subprocess.run([sys.executable, "-c", "from test_driver.html_report import main; main()",
+                             str(tmp_path / "missing.jsonl")], capture_output=True, text=True)
+    assert result.returncode == 2 and "no event log at" in result.stderr

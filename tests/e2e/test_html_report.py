@@ -112,8 +112,9 @@ def test_the_global_timeout(run, tmp_path):
 
 
 def test_ctrl_c(guest, tmp_path, private_tmp):
+    # asked for through the environment, as the nix package's wrapper does
     with driver_running(guest, tmp_path, "machine", "machine.succeed('sleep 120')\n", "must succeed: sleep 120",
-                        args=["--html-report", "report.html"]) as proc:
+                        env={"htmlReport": "report.html"}) as proc:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 130
     dom = browse(tmp_path / "report.html", tmp_path, "report-interrupted.png")

@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     script = str(args.testscript)
     driver: Driver | None = None
     failure: BaseException | None = None
+    bad_input: str | None = None
     status = 0
     try:
         run = what_to_run(args)
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
                 logger.info(f"test script finished in {time.monotonic() - tic:.2f}s")
     except DriverError as exc:
         logger.log_test_error(f"nixos-test-driver: error: {exc}")
+        bad_input = str(exc)
         status = 2
     except KeyboardInterrupt as exc:
         if driver is not None and driver.timed_out:  # the global timeout's SIGTERM
@@ -228,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
             for line in failure_report(failure, script, subtest, machines):
                 logger.log_test_error(line)
             fields = failure_fields(failure, script, subtest, machines)
+        elif bad_input is not None:
+            fields = {"error_type": "DriverError", "error": bad_input}
         logger.event("run-end", status=status, verdict=verdict(status, driver), **fields,
                      post_mortems=[pm.summary() for pm in driver.crashes] if driver else [])
         logger.close()

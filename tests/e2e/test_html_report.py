@@ -121,6 +121,14 @@ def test_ctrl_c(guest, tmp_path, private_tmp):
     assert text_of(dom, "verdict") == "INTERRUPTED"
 
 
+def test_bad_input_before_any_vm(run, tmp_path):
+    result = run("start_all()\nmachine.succeed('true'\n", args=["--html-report", "report.html"])
+    assert result.returncode == 2
+    dom = browse(tmp_path / "report.html", tmp_path, "report-bad-input.png")
+    assert text_of(dom, "verdict") == "ERROR"
+    assert "syntax error" in text_of(dom, "exception")
+
+
 def test_bad_event_log_is_named(tmp_path):
     result = subprocess.run([sys.executable, "-c", "from test_driver.html_report import main; main()",
                              str(tmp_path / "missing.jsonl")], capture_output=True, text=True)

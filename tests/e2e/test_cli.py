@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,8 @@ def test_passing_script_exits_zero(run, tmp_path):
                  env={"LOGFILE": str(tmp_path / "log.xml")})
     assert result.returncode == 0, result.stderr
     assert "test script finished" in result.stderr
+    # stderr is a pipe: no live status line (no "booting, N s", no erasures)
+    assert "\x1b[K" not in result.stderr and not re.search(r"booting, \d+ s", result.stderr)
     import xml.etree.ElementTree as ET
     root = ET.parse(tmp_path / "log.xml").getroot()
     assert root.tag == "logfile"

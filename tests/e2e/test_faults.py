@@ -85,14 +85,14 @@ def process_counts() -> tuple[int, int, float]:
 
 
 def test_soak_commands_and_reboots_leak_nothing(make_driver):
-    """Cycles of 100 commands and a reboot: 3 in the suite, TD_SOAK_CYCLES=20 for the long soak."""
+    """Cycles of 100 commands and a reboot: 2 in the suite, TD_SOAK_CYCLES=20 for the long soak."""
     machine = make_driver(["soak"]).machines[0]
     for _ in range(100):  # warm up: first-use allocations are not leaks
         machine.succeed("true")
     machine.reboot()
     machine.succeed("true")
     threads, fds, rss = process_counts()
-    for cycle in range(int(os.environ.get("TD_SOAK_CYCLES", "3"))):
+    for cycle in range(int(os.environ.get("TD_SOAK_CYCLES", "2"))):
         for _ in range(100):
             assert machine.succeed("echo $((6 * 7))") == "42\n"
         machine.reboot()

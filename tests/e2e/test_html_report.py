@@ -104,7 +104,7 @@ def test_a_vm_killed_in_a_subtest(run, tmp_path):
 
 def test_the_global_timeout(run, tmp_path):
     result = run("start_all()\nmachine.succeed('sleep 120')\n",
-                 args=["--html-report", "report.html", "--global-timeout", "8"])
+                 args=["--html-report", "report.html", "--global-timeout", "4"])
     assert result.returncode == 143
     dom = browse(tmp_path / "report.html", tmp_path, "report-timeout.png")
     assert text_of(dom, "verdict") == "TIMED OUT"

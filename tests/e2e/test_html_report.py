@@ -21,7 +21,7 @@ CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh installs it)")
 
 
-def browse(page: Path, work: Path, screenshot: str) -> str:
+def browse(page: Path, work: Path, screenshot: str, fragment: str = "") -> str:
     """The DOM chromium renders from ``page`` with no network, and a screenshot of it."""
     # a short TMPDIR: chromium's singleton socket path must fit a unix socket address
     profile = Path(tempfile.mkdtemp(prefix="td-chromium-", dir="/tmp"))
@@ -31,7 +31,7 @@ def browse(page: Path, work: Path, screenshot: str) -> str:
              "--window-size=1200,1600"]
     env = {**os.environ, "TMPDIR": str(profile)}
     try:
-        browsed = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+        browsed = subprocess.run([*flags, "--dump-dom", page.as_uri() + fragment], capture_output=True, text=True,
                                  timeout=120, env=env)
         assert browsed.returncode == 0, browsed.stderr[-2000:]
         shots = Path(os.environ.get("TD_ARTIFACT_DIR", work))
@@ -70,6 +70,12 @@ def test_a_passing_run_with_two_machines_a_screenshot_and_hostile_output(run, tm
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
     assert dom.count("<script") == 1
     assert "http://" not in dom.replace("http://www.w3.org/2000/svg", "")  # nothing fetched
+    # a wait starts folded; following a timeline bar's link to it opens it
+    wait = re.search(r'<details id="(ev-\d+)" class="nest">\s*<summary>waiting for success: true', dom)
+    assert wait, "the wait is not folded"
+    opened = browse(tmp_path / "report.html", tmp_path, "report-link.png", "#" + wait.group(1))
+    assert f'<details id="{wait.group(1)}" class="nest" open="">' in opened
+    assert f'href="#{wait.group(1)}"' in dom  # its bar on the timeline leads there
     # the renderer command on the saved event log makes the same page
     again = tmp_path / "again.html"
     subprocess.run([sys.executable, "-c", "from test_driver.html_report import main; main()",

@@ -11,7 +11,7 @@ measured in the same run on the same guest and QEMU flags:
               (the floor of any framing that captures output), upstream's two-line base64
               framing (sent by hand on the same socket)  vs  succeed("true") through the driver
   crash       SIGKILL to QEMU until the blocked succeed() raised
-  start_all   1, 2, 4 guests until every machine answered succeed
+  start_all   1, 2, 4 guests (--machines) until every machine answered succeed
   throughput  MB/s of a 50 MB output (--megabytes)  vs  the same output read raw from the socket
   container   the Debian systemd guest under systemd-nspawn  vs  as a VM: start() until the
               first succeed("true") (needs root and systemd-nspawn)
@@ -239,9 +239,9 @@ class Bench:
                     latencies.append(time.monotonic() - killed["at"])
         self.results["crash"] = {"detection_ms": stats([v * 1000 for v in latencies])}
 
-    def start_all(self) -> None:
+    def start_all(self, counts: list[int]) -> None:
         result = {}
-        for count in (1, 2, 4):
+        for count in counts:
             times = []
             for _ in range(self.runs):
                 with self.driver([f"par{i}" for i in range(count)]) as driver:
@@ -441,12 +441,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("benchmark-results.json"))
     parser.add_argument("--only", nargs="*", help="sections to run")
     parser.add_argument("--guest", choices=["tiny", "debian"], default="tiny")
+    parser.add_argument("--machines", type=int, nargs="+", default=[1, 2, 4],
+                        help="how many machines start_all starts, one measurement each")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="td-bench-", dir="/tmp") as work:
         bench = Bench(args.runs, args.calls, Path(work), args.guest, args.megabytes)
         sections: dict[str, Callable[[], None]] = {
             "boot": bench.boot, "command": bench.command, "crash": bench.crash,
-            "start_all": bench.start_all, "throughput": bench.throughput,
+            "start_all": lambda: bench.start_all(args.machines), "throughput": bench.throughput,
             "container": bench.container, "parallel": bench.parallel, "ocr": bench.ocr, "idle": lambda: bench.idle(args.idle_seconds),
             "report": lambda: report_section(bench)}
         for name, run in sections.items():

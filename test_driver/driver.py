@@ -492,8 +492,7 @@ class Driver:
                 if timeout_seconds is not None:
                     if timeout is not None:
                         raise TypeError("wait() takes 'timeout' or the older 'timeout_seconds', not both")
-                    if not isinstance(timeout_seconds, datetime.timedelta):
-                        warn_old_argument("wait", "timeout_seconds", "timeout")
+                    warn_old_argument(timeout_seconds, "wait", "timeout_seconds", "timeout")
                     timeout = timeout_seconds
                 what = self.condition.description
 

@@ -56,9 +56,11 @@ def warn_if_number(duration: Duration | None, caller: str) -> None:
                       "Use datetime.timedelta instead.")
 
 
-def warn_old_argument(caller: str, old: str, new: str) -> None:
-    """Upstream's deprecation warning for an argument's older name given a number."""
-    warnings.warn(f"{caller}(): The '{old}' argument is deprecated. Use '{new}' instead.")
+def warn_old_argument(value: Duration, caller: str, old: str, new: str) -> None:
+    """Upstream's deprecation warning for an argument's older name given a number (a
+    timedelta there is quiet)."""
+    if not isinstance(value, datetime.timedelta):
+        warnings.warn(f"{caller}(): The '{old}' argument is deprecated. Use '{new}' instead.")
 
 
 def as_seconds(duration: Duration) -> float:

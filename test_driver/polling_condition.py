@@ -24,8 +24,7 @@ def polling_interval(seconds_interval: Duration | None, interval: datetime.timed
     if seconds_interval is not None:
         if interval is not None:
             raise TypeError(f"{caller} takes 'interval' or the older 'seconds_interval', not both")
-        if not isinstance(seconds_interval, datetime.timedelta):
-            warn_old_argument(caller.rstrip("()"), "seconds_interval", "interval")
+        warn_old_argument(seconds_interval, caller.rstrip("()"), "seconds_interval", "interval")
         return as_timedelta(seconds_interval)
     return DEFAULT_INTERVAL if interval is None else as_timedelta(interval)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import difflib
 import re
 import shlex
@@ -24,7 +23,7 @@ from ..logger import AbstractLogger
 EVENT_OUTPUT = 65536
 """A command's event keeps the first this many characters of its output."""
 
-DEFAULT_WAIT = 900.0
+DEFAULT_WAIT = FIFTEEN_MINUTES.total_seconds()
 """Seconds a wait (``retry``, ``wait_for_*``) lasts when given no timeout, as upstream."""
 
 
@@ -55,8 +54,7 @@ def retry(fn: Callable[[bool], Any], timeout_seconds: Duration | None = None,
     if timeout_seconds is not None:
         if timeout is not None:
             raise TypeError("retry() takes 'timeout' or the older 'timeout_seconds', not both")
-        if not isinstance(timeout_seconds, datetime.timedelta):
-            warn_old_argument("retry", "timeout_seconds", "timeout")
+        warn_old_argument(timeout_seconds, "retry", "timeout_seconds", "timeout")
         timeout = timeout_seconds
     wait_until(fn, timeout, None, pause=1.0)
 
@@ -111,7 +109,7 @@ class BaseMachine(ABC):
         self.logger.log_serial(msg, self.name)
 
     def _poll_until(self, check: Callable[[bool], Any], timeout: Duration | None, what: str,
-              last_state: Callable[[], str | None] = lambda: None, pause: float = 0.1) -> None:
+                    last_state: Callable[[], str | None] = lambda: None, pause: float = 0.1) -> None:
         """``wait_until``, shown as it goes on a terminal: "NAME: waiting for WHAT, N s, STATE"."""
         with self.logger.activity(f"{self.name}: waiting for {what}", last_state):
             wait_until(check, timeout, what, last_state, pause)
@@ -245,8 +243,7 @@ class BaseMachine(ABC):
         if secs is not None:
             if duration is not None:
                 raise TypeError("sleep() takes 'duration' or the older 'secs', not both")
-            if not isinstance(secs, datetime.timedelta):
-                warn_old_argument("sleep", "secs", "duration")
+            warn_old_argument(secs, "sleep", "secs", "duration")
             duration = secs
         if duration is None:
             raise TypeError("sleep() missing required argument 'duration'")

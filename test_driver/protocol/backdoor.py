@@ -96,13 +96,20 @@ if [[ -c /dev/hvc1 ]]; then exec {__td_in}</dev/hvc1; else exec {__td_in}</dev/n
 # a fork.  Made by a coproc, not <(:), which needs /dev/fd; the coproc waits until it is open.
 coproc __td_pipe { read -r; }
 exec {__td_idle}<>"/proc/$$/fd/${__td_pipe[0]}"; exec {__td_pipe[1]}>&-; wait $__td_pipe_PID
-__td_drain() {  # the command's shell exits: wait while a job it started holds its stdout
-  [[ ${!-} != "${1-}" ]] || return 0  # $! as the command started: no job since, no child left
+# __td_drain LAST [ADOPTED]: the command's shell exits: wait while a process it started holds its
+# stdout: one of its tree (if it started a job since $! was LAST; else no child is left), or one
+# init adopted since its children were ADOPTED (a process that left the tree: a double fork).
+__td_drain() {
   set +eu
-  local out=/proc/$BASHPID/fd/1 p f t=0 holds known=() more
+  local out=/proc/$BASHPID/fd/1 p f t=0 holds known=() more= now
   local -A seen=()
   [[ -p $out ]] || return 0
-  read -r more < /proc/$BASHPID/task/$BASHPID/children; [[ $more ]] || return 0
+  [[ ${!-} == "$1" ]] || read -r more < /proc/$BASHPID/task/$BASHPID/children
+  if [[ ${2-} ]]; then
+    read -r now < /proc/1/task/1/children
+    [[ $now == "$2" ]] || for p in $now; do [[ " $2 " == *" $p "* || $p == "$BASHPID" ]] || more+=" $p"; done
+  fi
+  [[ $more ]] || return 0
   known=($more)
   while :; do
     holds=
@@ -212,14 +219,15 @@ elif [[ ${__td_port-} ]]; then
   exec {__td_port}>&-
 fi 2>/dev/null
 if [[ $__td_out ]]; then
-__td_now() {
-  ( exec {__td_alive}>&- {__td_fd}>&-; trap "printf '\\0TD0 %s\\n' $1 >&$__td_out; __td_drain ${!-}" EXIT
+__td_now() {  # (init's children are noted first: the stdout is a pipe shared by every command)
+  read -r __td_i < /proc/1/task/1/children
+  ( exec {__td_alive}>&- {__td_fd}>&-; trap "printf '\\0TD0 %s\\n' $1 >&$__td_out; __td_drain ${!-} '$__td_i'" EXIT
     __td_eval "$2" ${3-} ) >&$__td_out
   printf '\0TD2 %s %d\n' "$1" $? >&$__td_out
 }
 __td_run() {
-  exec {__td_alive}>&- {__td_fd}>&-
-  ( set -m; (export __TD_TAG=$1; trap "printf '\\0TD0 %s\\n' $1 >&$__td_out; __td_drain ${!-}" EXIT
+  exec {__td_alive}>&- {__td_fd}>&-; read -r __td_i < /proc/1/task/1/children
+  ( set -m; (export __TD_TAG=$1; trap "printf '\\0TD0 %s\\n' $1 >&$__td_out; __td_drain ${!-} '$__td_i'" EXIT
              __td_eval "$2" ${3-}) & wait $!
   ) >&$__td_out
   printf '\0TD2 %s %d\n' "$1" $? >&$__td_out

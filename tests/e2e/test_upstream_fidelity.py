@@ -79,6 +79,21 @@ def test_output_of_a_background_job_comes_whole(vm, timeout):
     assert time.monotonic() - tic < 10
 
 
+@pytest.mark.parametrize("timeout", [None, 60], ids=["no-timeout", "timeout"])
+def test_output_of_a_detached_process_comes_whole(vm, timeout):
+    """A process that left the command's process tree (a double fork: init adopts it) and keeps
+    its stdout is waited for too, as upstream's pipe to base64 waits for every holder."""
+    tic = time.monotonic()
+    assert vm.succeed("( (sleep 2; echo LATE) & ); echo EARLY", timeout=timeout) == "EARLY\nLATE\n"
+    assert time.monotonic() - tic >= 2
+    assert vm.succeed("sh -c '(sleep 1; echo DAEMON) &'", timeout=timeout) == "DAEMON\n"
+    # one that closed its stdout is not waited for, and cannot reach the next reply
+    tic = time.monotonic()
+    assert vm.succeed("( (sleep 3; echo GONE) >/dev/null & ); echo NOW", timeout=timeout) == "NOW\n"
+    assert vm.succeed("echo NEXT", timeout=timeout) == "NEXT\n"
+    assert time.monotonic() - tic < 2.5
+
+
 def test_console_text_is_searched_as_upstream_joins_it(vm):
     """Upstream appends each console line (without its end) to what it already read, with nothing
     between, and searches after each line."""

@@ -22,7 +22,8 @@ from .debug import Debug
 from .duration import Duration, warn_old_argument
 from .errors import DriverError, MachineError, RequestedAssertionFailed
 from .logger import AbstractLogger, CompositeLogger, TerminalLogger
-from .machine import BaseMachine, Machine, NspawnMachine, PostMortem, QemuMachine, retry
+from .machine import BaseMachine, Machine, MachineDeprecationWrapper, NspawnMachine, PostMortem, QemuMachine, retry
+from .machine.deprecation import alias_warning
 from .machine.nspawn import machine_name_from_start_command
 from .machine.start_command import StartCommand
 from .polling_condition import PollingCondition, polling_interval
@@ -250,8 +251,9 @@ class Driver:
             Machine=Machine, QemuMachine=QemuMachine, BaseMachine=BaseMachine,
         )
         machines: dict[str, Any] = {pythonize_name(m.name): m for m in self.machines}  # a-b is a_b
-        if len(self.machines) == 1:
-            machines["machine"] = self.machines[0]
+        if len(self.machines) == 1 and "machine" not in machines:  # as upstream: warns at each use
+            only = self.machines[0]
+            machines["machine"] = MachineDeprecationWrapper(alias_warning(only.name), only)
         vlans = {f"vlan{v.nr}": v for v in self.vlans}
         print("additionally exposed symbols:\n    " + ",\n    ".join([
             ", ".join(m.name for m in self.machines), ", ".join(vlans), ", ".join(general)]), flush=True)

@@ -109,3 +109,30 @@ def test_read_efi_vars_without_a_store_is_empty(tmp_path, log):
         machine.dump_efi_vars()  # nothing to show, no error
     finally:
         driver.cleanup()
+
+
+def test_machine_alias_of_a_differently_named_only_machine_warns_as_upstream(tmp_path, log):
+    """Upstream (nixpkgs PR 511859): `machine` still reaches the only machine when it has another
+    name, through a proxy that warns on every attribute; a machine named `machine` is itself."""
+    from test_driver.machine import MachineDeprecationWrapper, QemuMachine
+
+    driver = make(tmp_path, ["server"], log)
+    try:
+        symbols = driver.test_symbols()
+        alias, server = symbols["machine"], symbols["server"]
+        assert isinstance(alias, MachineDeprecationWrapper) and alias.machine is server
+        with pytest.warns(UserWarning, match=r"^invoking 'QemuMachine\.is_up' is deprecated: .*'server'"):
+            assert alias.is_up() is False
+        with pytest.warns(UserWarning, match=r"'QemuMachine\.name'"):
+            assert alias.name == "server"
+        with pytest.warns(UserWarning):
+            assert isinstance(alias, QemuMachine)  # through __class__, as upstream's proxy
+    finally:
+        driver.cleanup()
+    for names in (["machine"], ["a", "b"]):
+        driver = make(tmp_path, names, log)
+        try:
+            symbols = driver.test_symbols()
+            assert symbols.get("machine") is (driver.machines[0] if names == ["machine"] else None)
+        finally:
+            driver.cleanup()

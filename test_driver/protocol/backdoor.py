@@ -29,9 +29,9 @@ Stderr goes to the guest's serial console.  When the command's shell exits with 
 process it started still holding stdout, ``__td_drain`` holds the end back until
 no such process is left, as upstream's pipe to base64 waits for every holder.
 
-On the reply port, a process that left the command's process tree and keeps its
-stdout is not waited for: what it writes later arrives outside any reply and is
-reported as stray output.  On hvc0, stdout is captured by command substitution
+On the reply port, whose pipe every command shares, a process that left the
+command's tree (a double fork) is found among those init adopted while the command
+ran.  On hvc0, stdout is captured by command substitution
 (which waits for every holder), kept whole by an end marker, unique per command,
 removed again; the reply carries the byte length, so any output is unambiguous.  A
 NUL byte, which a bash variable cannot hold, ends the reply: if it comes before
@@ -99,23 +99,24 @@ exec {__td_idle}<>"/proc/$$/fd/${__td_pipe[0]}"; exec {__td_pipe[1]}>&-; wait $_
 # __td_drain LAST [ADOPTED]: the command's shell exits: wait while a process it started holds its
 # stdout: one of its tree (if it started a job since $! was LAST; else no child is left), or one
 # init adopted since its children were ADOPTED (a process that left the tree: a double fork).
+# Each round looks afresh: a holder may fork, or leave the tree, while it is waited for.
 __td_drain() {
   set +eu
-  local out=/proc/$BASHPID/fd/1 p f t=0 holds known=() more= now
-  local -A seen=()
+  local out=/proc/$BASHPID/fd/1 p f t=0 holds known more now
+  local -A seen
   [[ -p $out ]] || return 0
-  [[ ${!-} == "$1" ]] || read -r more < /proc/$BASHPID/task/$BASHPID/children
-  if [[ ${2-} ]]; then
-    read -r now < /proc/1/task/1/children
-    [[ $now == "$2" ]] || for p in $now; do [[ " $2 " == *" $p "* || $p == "$BASHPID" ]] || more+=" $p"; done
-  fi
-  [[ $more ]] || return 0
-  known=($more)
   while :; do
-    holds=
+    more= holds= seen=()
+    [[ ${!-} == "$1" ]] || read -r more < /proc/$BASHPID/task/$BASHPID/children
+    if [[ ${2-} ]]; then
+      read -r now < /proc/1/task/1/children
+      [[ $now == "$2" ]] || for p in $now; do [[ " $2 " == *" $p "* || $p == "$BASHPID" ]] || more+=" $p"; done
+    fi
+    known=($more)
     for ((p = 0; p < ${#known[@]}; p++)); do  # the list grows by the children it finds
-      [[ ${seen[${known[p]}]-} ]] || { seen[${known[p]}]=1
-        read -r more < /proc/${known[p]}/task/${known[p]}/children; known+=($more); }
+      [[ ${seen[${known[p]}]-} ]] && continue
+      seen[${known[p]}]=1 more=
+      read -r more < /proc/${known[p]}/task/${known[p]}/children; known+=($more)
       # (the reply port's pipe as stdout, or any fd but the inherited one the helpers write frames to)
       for f in /proc/${known[p]}/fd/*; do
         [[ ${f##*/} != "${__td_out-}" && $f -ef $out ]] && { holds=1; break 2; }

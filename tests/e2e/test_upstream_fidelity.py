@@ -87,6 +87,9 @@ def test_output_of_a_detached_process_comes_whole(vm, timeout):
     assert vm.succeed("( (sleep 2; echo LATE) & ); echo EARLY", timeout=timeout) == "EARLY\nLATE\n"
     assert time.monotonic() - tic >= 2
     assert vm.succeed("sh -c '(sleep 1; echo DAEMON) &'", timeout=timeout) == "DAEMON\n"
+    # one that leaves the tree while it is waited for: its parent job forks it, then exits
+    assert vm.succeed("(sleep 1; ( (sleep 1; echo LEFT-LATER) & )) & echo FIRST",
+                      timeout=timeout) == "FIRST\nLEFT-LATER\n"
     # one that closed its stdout is not waited for, and cannot reach the next reply
     tic = time.monotonic()
     assert vm.succeed("( (sleep 3; echo GONE) >/dev/null & ); echo NOW", timeout=timeout) == "NOW\n"

@@ -24,7 +24,7 @@ from ..efi import EfiVariable, EfiVars
 from ..errors import BackdoorError, MachineCrashed, MachineError, MachineStopped, QMPError, WaitTimeout
 from ..keys import key_for
 from ..logger import AbstractLogger
-from ..ocr import text_variants
+from ..ocr import RAW, VARIANTS, text_variants
 from ..protocol.backdoor import Backdoor
 from ..protocol.monitor import Monitor
 from ..protocol.qmp import QMPClient
@@ -709,19 +709,20 @@ class QemuMachine(BaseMachine):
         return self.monitor.wait_for_prompt(Deadline(60))
 
     # --- screens and OCR ------------------------------------------------------------------
-    def _ocr(self) -> list[str]:
+    def _ocr(self, variants: dict[str, Callable[[Any], Any]] = VARIANTS) -> list[str]:
         with tempfile.TemporaryDirectory(dir=self.state_dir) as tmp:
             png = Path(tmp) / "screen.png"
             self._screendump_png(png)
-            return text_variants(png)
+            return text_variants(png, variants)
 
     def get_screen_text_variants(self) -> list[str]:
-        """What the screen shows, read by OCR: one text per image variant."""
+        """What the screen shows, read by OCR: one text per image variant, the unprocessed
+        screenshot's first (as ``get_screen_text``), then processed copies that read more."""
         return self._ocr()
 
     def get_screen_text(self) -> str:
-        """What the screen shows, read by OCR."""
-        return self._ocr()[0]
+        """What the screen shows, read by OCR from the unprocessed screenshot."""
+        return self._ocr(RAW)[0]
 
     def wait_for_text(self, regex: str, timeout: Duration = FIFTEEN_MINUTES) -> None:
         """Wait until OCR of the screen matches ``regex`` (in any variant)."""

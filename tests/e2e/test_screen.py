@@ -39,6 +39,14 @@ def test_text_written_to_the_console_is_read_by_ocr(screen, tmp_path):
         screen.wait_for_text("never on screen", timeout=1)
     assert tmpdir_entries() == before  # OCR left no temp files (tesseract's included)
 
+    # As upstream's: the unprocessed screenshot first, then the processed ones; tesseract reads
+    # sparse text (--psm 11), so words far apart on a line come as blocks of their own.
+    screen.succeed("printf '\\033[2J\\033[H' > /dev/tty1; printf 'ALPHA%50sOMEGA\\n' '' > /dev/tty1")
+    screen.wait_for_text("OMEGA", timeout=60)
+    text, variants = screen.get_screen_text(), screen.get_screen_text_variants()
+    assert len(variants) == 3 and text == variants[0], (text, variants)
+    assert "ALPHA" in text and "OMEGA" in text and "ALPHA OMEGA" not in text, text
+
     screen.screenshot("shot")
     with Image.open(tmp_path / "out" / "shot.png") as image:
         image.verify()  # a valid PNG...

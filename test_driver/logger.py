@@ -384,10 +384,12 @@ class JUnitLogger(AbstractLogger):
 class JSONLogger(AbstractLogger):
     """One JSON object per line: ``{"time": ..., "kind": ..., ...}``.
 
-    Kinds: ``log`` (with ``level``), ``serial``, ``nest-start``/``nest-end``,
-    ``subtest-start``/``subtest-end`` (``status`` passed/failed, ``error``,
-    ``seconds``), and every ``event()``: ``command``, ``crash``, ``restart``,
-    ``connected``.
+    Kinds: ``log`` (with ``level``), ``test-error``, ``serial``,
+    ``nest-start``/``nest-end``, ``subtest-start``/``subtest-end`` (``status``
+    passed/failed, ``error``, ``seconds``), and every ``event()``: ``run-start``
+    (the script, its machines) and ``run-end`` (status, verdict), ``command``
+    (status, seconds, the first 64 KiB of ``output`` and ``output_chars``),
+    ``connected``, ``crash``, ``restart``, ``breakpoint``.
     """
 
     def __init__(self, stream: TextIO, owns_stream: bool = False) -> None:

@@ -98,19 +98,24 @@ coproc __td_pipe { read -r; }
 exec {__td_idle}<>"/proc/$$/fd/${__td_pipe[0]}"; exec {__td_pipe[1]}>&-; wait $__td_pipe_PID
 # __td_drain LAST [ADOPTED]: the command's shell exits: wait while a process it started holds its
 # stdout: one of its tree (if it started a job since $! was LAST; else no child is left), or one
-# init adopted since its children were ADOPTED (a process that left the tree: a double fork).
+# init adopted since its children were ADOPTED (a process that left the tree: a double fork) and
+# that started after this shell (not an orphan of an earlier command, which may wait in turn).
 # Each round looks afresh: a holder may fork, or leave the tree, while it is waited for.
 __td_drain() {
   set +eu
-  local out=/proc/$BASHPID/fd/1 p f t=0 holds known more now
+  local last=$1 adopted=${2-} out=/proc/$BASHPID/fd/1 p f s t=0 holds known more now since
   local -A seen
   [[ -p $out ]] || return 0
+  read -r s < /proc/$BASHPID/stat; s=${s##*) }; set -- $s; since=${20}
   while :; do
     more= holds= seen=()
-    [[ ${!-} == "$1" ]] || read -r more < /proc/$BASHPID/task/$BASHPID/children
-    if [[ ${2-} ]]; then
+    [[ ${!-} == "$last" ]] || read -r more < /proc/$BASHPID/task/$BASHPID/children
+    if [[ $adopted ]]; then
       read -r now < /proc/1/task/1/children
-      [[ $now == "$2" ]] || for p in $now; do [[ " $2 " == *" $p "* || $p == "$BASHPID" ]] || more+=" $p"; done
+      [[ $now == "$adopted" ]] || for p in $now; do
+        [[ " $adopted " == *" $p "* || $p == "$BASHPID" ]] && continue
+        read -r s < /proc/$p/stat && s=${s##*) } && set -- $s && ((${20} >= since)) && more+=" $p"
+      done 2>/dev/null
     fi
     known=($more)
     for ((p = 0; p < ${#known[@]}; p++)); do  # the list grows by the children it finds
@@ -222,7 +227,8 @@ fi 2>/dev/null
 if [[ $__td_out ]]; then
 __td_now() {  # (init's children are noted first: the stdout is a pipe shared by every command)
   read -r __td_i < /proc/1/task/1/children
-  ( exec {__td_alive}>&- {__td_fd}>&-; trap "printf '\\0TD0 %s\\n' $1 >&$__td_out; __td_drain ${!-} '$__td_i'" EXIT
+  ( exec {__td_alive}>&- {__td_fd}>&-
+    trap "printf '\\0TD0 %s\\n' $1 >&$__td_out; __td_drain ${!-} '$__td_i'" EXIT
     __td_eval "$2" ${3-} ) >&$__td_out
   printf '\0TD2 %s %d\n' "$1" $? >&$__td_out
 }

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import sys
 import time
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +25,12 @@ from .report import failure_fields, failure_report
 
 
 class EnvDefault(argparse.Action):
-    """An argparse action whose default comes from an environment variable."""
+    """An argparse action whose default comes from an environment variable (of ``environ``)."""
 
-    def __init__(self, envvar: str, required: bool = False, default: Any = None,
+    def __init__(self, envvar: str, environ: Mapping[str, str], required: bool = False, default: Any = None,
                  nargs: Any = None, **kwargs: Any) -> None:
-        if envvar in os.environ and not default:
-            value = os.environ[envvar]
+        if envvar in environ and not default:
+            value = environ[envvar]
             default = value.split() if nargs in ("*", "+") else value
             kwargs["help"] = kwargs.get("help", "") + f" (default from ${envvar})"
         super().__init__(default=default, required=required and not default, nargs=nargs, **kwargs)
@@ -46,26 +48,33 @@ def writeable_dir(arg: str) -> Path:
     return path
 
 
-def parser() -> argparse.ArgumentParser:
+CONFIG_ENVIRONMENT = ("logLevel", "htmlReport")
+"""The variables still read with --config: as upstream's, which reads $logLevel alone of them."""
+
+
+def parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentParser:
+    """The command line of every upstream generation; the older ones' options also come from
+    environment variables (``environ``)."""
     p = argparse.ArgumentParser(prog="nixos-test-driver")
+    p.register("action", "env", functools.partial(EnvDefault, environ=environ))
     p.add_argument("-K", "--keep-vm-state", "--keep-machine-state", dest="keep_vm_state", action="store_true",
                    help="re-use a VM state coming from a previous run")
     p.add_argument("-I", "--interactive", action=argparse.BooleanOptionalAction,
                    help="drop into a python repl and run the tests interactively")
-    p.add_argument("--start-scripts", metavar="START-SCRIPT", action=EnvDefault, envvar="startScripts",
+    p.add_argument("--start-scripts", metavar="START-SCRIPT", action="env", envvar="startScripts",
                    nargs="*", help="start scripts for participating virtual machines")
-    p.add_argument("--vm-names", metavar="NAME", action=EnvDefault, envvar="vmNames", nargs="*",
+    p.add_argument("--vm-names", metavar="NAME", action="env", envvar="vmNames", nargs="*",
                    help="the names of the machines of --vm-start-scripts, one each")
-    p.add_argument("--vm-start-scripts", metavar="START-SCRIPT", action=EnvDefault, envvar="vmStartScripts",
+    p.add_argument("--vm-start-scripts", metavar="START-SCRIPT", action="env", envvar="vmStartScripts",
                    nargs="*", help="start scripts of the virtual machines (the newer spelling of --start-scripts)")
-    p.add_argument("--container-names", metavar="NAME", action=EnvDefault, envvar="containerNames", nargs="*",
+    p.add_argument("--container-names", metavar="NAME", action="env", envvar="containerNames", nargs="*",
                    help="the names of the containers of --container-start-scripts, one each")
-    p.add_argument("--container-start-scripts", metavar="START-SCRIPT", action=EnvDefault,
+    p.add_argument("--container-start-scripts", metavar="START-SCRIPT", action="env",
                    envvar="containerStartScripts", nargs="*",
                    help="start scripts (run-NAME-nspawn) of systemd-nspawn containers")
-    p.add_argument("--vlans", metavar="VLAN", action=EnvDefault, envvar="vlans", nargs="*",
+    p.add_argument("--vlans", metavar="VLAN", action="env", envvar="vlans", nargs="*",
                    help="vlans to span by the driver")
-    p.add_argument("--global-timeout", type=int, metavar="GLOBAL_TIMEOUT", action=EnvDefault,
+    p.add_argument("--global-timeout", type=int, metavar="GLOBAL_TIMEOUT", action="env",
                    envvar="globalTimeout", help="timeout in seconds for the whole test (default 3600)")
     p.add_argument("-c", "--config", type=Path, metavar="FILE",
                    help="the JSON of nixpkgs' driver-configuration.nix (machines, VLANs, test script)")
@@ -77,16 +86,16 @@ def parser() -> argparse.ArgumentParser:
                    help="the log on stderr: coloured text, or one JSON object per line")
     p.add_argument("--json-log", type=Path, metavar="PATH",
                    help="also write the JSON event log to this file (relative: in the output directory)")
-    p.add_argument("--html-report", type=Path, metavar="PATH", action=EnvDefault, envvar="htmlReport",
+    p.add_argument("--html-report", type=Path, metavar="PATH", action="env", envvar="htmlReport",
                    help="write a self-contained HTML page of the run, however it ends (relative: in the "
                         "output directory)")
-    p.add_argument("--log-level", choices=[level.name.lower() for level in LogLevel], action=EnvDefault,
+    p.add_argument("--log-level", choices=[level.name.lower() for level in LogLevel], action="env",
                    envvar="logLevel", default="info", help="the least important messages shown")
     p.add_argument("--dump-vsocks", type=int, metavar="OFFSET",
                    help="print how to reach each machine's ssh backdoor (vsock numbers from OFFSET+1)")
     p.add_argument("--debug-hook-attach", metavar="CMD",
                    help="command a failing test runs so that a person can attach")
-    p.add_argument("testscript", action=EnvDefault, envvar="testScript", type=Path, nargs="?",
+    p.add_argument("testscript", action="env", envvar="testScript", type=Path, nargs="?",
                    help="the test script to run (unless --config names it)")
     return p
 
@@ -166,6 +175,8 @@ def make_logger(args: argparse.Namespace, out_dir: Path) -> CompositeLogger:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    if args.config is not None:  # the machines, VLANs and script come from the file alone
+        args = parser({k: v for k, v in os.environ.items() if k in CONFIG_ENVIRONMENT}).parse_args(argv)
     interrupt.install()  # Ctrl-C, SIGTERM, SIGHUP: KeyboardInterrupt, never inside a lock
 
     out_dir = args.output_directory.resolve()
@@ -180,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     driver: Driver | None = None
     failure: BaseException | None = None
     bad_input: str | None = None
+    killed_by: int | None = None
     status = 0
     try:
         run = what_to_run(args)
@@ -210,14 +222,15 @@ def main(argv: list[str] | None = None) -> None:
         bad_input = str(exc)
         status = 2
     except KeyboardInterrupt as exc:
+        # The driver then dies by the signal, as upstream's (which handles none of them): a
+        # shell sees SIGINT 130, SIGTERM 143, SIGHUP 129. Ours stops the machines and closes
+        # the logs first.
+        killed_by = getattr(exc, "signum", signal.SIGINT)
+        status = 128 + killed_by
         if driver is not None and driver.timed_out:  # the global timeout's SIGTERM
             failure = GlobalTimeout(driver.timed_out).with_traceback(exc.__traceback__)
-            status = 143
         else:
             logger.log_test_error(f"interrupted ({exc or 'SIGINT'}); machines stopped")
-            # as a shell reports a process killed by the signal, as upstream's: SIGINT 130,
-            # SIGTERM 143, SIGHUP 129 (ours stops the machines and closes the logs first)
-            status = 128 + getattr(exc, "signum", signal.SIGINT)
     except Exception as exc:
         if not isinstance(exc, (TestScriptError, PollingConditionError)) and not _raised_by_script(exc, script):
             logger.report_error("".join(traceback.format_exception(exc)).rstrip())  # a bug of the driver
@@ -237,6 +250,8 @@ def main(argv: list[str] | None = None) -> None:
         logger.close()
         if args.html_report:
             make_report(args, out_dir)
+    if killed_by is not None:
+        interrupt.die_by(killed_by)
     sys.exit(status)
 
 

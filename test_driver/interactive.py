@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from . import interrupt
 from .driver import Driver
 from .errors import DriverError
 from .logger import AbstractLogger
@@ -68,7 +69,7 @@ def _stop_on_signals(driver: Driver, logger: AbstractLogger) -> None:
         logger.close()
         if saved is not None:
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSANOW, saved)
-        os._exit(128 + signum)  # as a shell reports the signal: SIGTERM 143, SIGHUP 129
+        interrupt.die_by(signum)  # as upstream's, which has no handler for them
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         os.write(write_fd, bytes([signum]))

@@ -25,10 +25,11 @@ import contextlib
 import dis
 import os
 import signal
+import sys
 import threading
 import time
 from types import CodeType, FrameType
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NoReturn
 
 REDELIVER = 0.02  # seconds between deliveries of a pending signal
 
@@ -159,3 +160,18 @@ def install(signums: Iterable[int] = (signal.SIGINT, signal.SIGTERM, signal.SIGH
     handler = _handler(make_error)
     for signum in signums:
         signal.signal(signum, handler)
+
+
+def die_by(signum: int) -> NoReturn:
+    """End the process by ``signum``'s default action, as a process that does not handle it
+    (upstream's driver, which sends itself SIGTERM at its global timeout): a parent sees it
+    killed by the signal, a shell the status 128+N, and a shell loop stops at a Ctrl-C.
+    Python's buffered output is written first; no cleanup runs after this."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+    os.kill(os.getpid(), signum)
+    time.sleep(1)  # delivered at once to this thread; should another take it meanwhile
+    os._exit(128 + signum)

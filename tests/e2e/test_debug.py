@@ -231,7 +231,7 @@ def test_sigterm_ends_the_interactive_shell_and_its_machines(shell, private_tmp)
     shell.kill(signal.SIGTERM)
     shell.expect(pexpect.EOF)
     shell.close()
-    assert shell.exitstatus == 143
+    assert shell.signalstatus == signal.SIGTERM
     assert wait_no_processes(str(private_tmp)) == []
 
 

@@ -132,7 +132,7 @@ def test_sigterm_to_the_driver_stops_containers_too(guest, debian_guest, tmp_pat
                 break
         assert processes_mentioning(str(private_tmp))
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 143
+        assert proc.wait(30) == -signal.SIGTERM
     finally:
         proc.kill()
         proc.wait()

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import CodeType
 from typing import Any, Callable, Iterator
 
-from . import steps
+from . import interrupt, steps
 from .debug import Debug
 from .duration import Duration, warn_old_argument
 from .errors import DriverError, MachineError, RequestedAssertionFailed
@@ -297,9 +297,9 @@ class Driver:
 
     def terminate_test(self) -> None:
         """The global timeout: say what was running, then end the driver with SIGTERM (as
-        upstream: a script cannot catch it, and a shell sees status 143).  The CLI's
-        SIGTERM handling stops the machines and closes the logs; a driver still alive
-        30 s later stops its machines here and exits 143 itself."""
+        upstream: a script cannot catch it, and the driver dies by it, status 143 in a shell).
+        The CLI's SIGTERM handling stops the machines and closes the logs first; a
+        driver still alive 30 s later stops its machines here and dies by SIGTERM."""
         self.timed_out = (f"test timed out after {self.global_timeout:g}s while running: "
                           f"{self.describe_activity()}")
         with self.logger.nested("timeout reached; test terminating..."):
@@ -308,7 +308,7 @@ class Driver:
         time.sleep(30)
         for machine in self._every_machine():
             machine.release()
-        os._exit(143)
+        interrupt.die_by(signal.SIGTERM)
 
     def describe_activity(self) -> str:
         """What the test is doing now: the subtest, each machine's running command, and
@@ -427,13 +427,19 @@ class Driver:
             with self.logger.subtest(name):
                 try:
                     yield
-                except BaseException as exc:
-                    if self.failed_subtest is None:
-                        self.failed_subtest = list(self.subtests)
+                except Exception as exc:  # as upstream's: sys.exit() in a subtest fails nothing
+                    self._note_failed_subtest()
                     self.logger.report_error(f'Test "{name}" failed with error: "{exc}"')
+                    raise
+                except KeyboardInterrupt:  # where a signal or the global timeout found the test
+                    self._note_failed_subtest()
                     raise
         finally:
             self.subtests.pop()
+
+    def _note_failed_subtest(self) -> None:
+        if self.failed_subtest is None:
+            self.failed_subtest = list(self.subtests)
 
     def create_machine(self, start_command: str | dict[str, Any], *, name: str | None = None,
                        keep_vm_state: bool = False, keep_machine_state: bool | None = None,

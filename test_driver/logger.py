@@ -342,7 +342,7 @@ class JUnitLogger(AbstractLogger):
             case = self.current
         try:
             yield
-        except BaseException as exc:
+        except (Exception, KeyboardInterrupt) as exc:  # (sys.exit() in a subtest fails nothing)
             with self.lock:
                 if case is not None and case.failure is None:
                     case.failure = f"{' › '.join(self.path)}: {_failure_text(exc)}"

@@ -76,6 +76,11 @@ class MachineError(TestScriptError):
     """Something went wrong with a machine."""
 
 
+class NotForContainers(MachineError, AttributeError):
+    """A VM-only method asked of a container: a missing attribute too, as upstream's
+    containers lack it (``hasattr`` is False), with the reason when it is called."""
+
+
 class MachineStopped(MachineError, ConnectionError):
     """The machine is not running while a call needed it."""
 

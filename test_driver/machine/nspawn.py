@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..deadline import Deadline, Duration, seconds, wait_for
-from ..errors import MachineCrashed, MachineError, MachineStopped, WaitTimeout
+from ..errors import MachineCrashed, MachineError, MachineStopped, NotForContainers, WaitTimeout
 from ..logger import AbstractLogger
 from .base import BaseMachine
 from .qemu import SERIAL_TAIL, PostMortem
@@ -108,8 +108,8 @@ class NspawnMachine(BaseMachine):
             from .qemu import QemuMachine
 
             if not attr.startswith("_") and hasattr(QemuMachine, attr):
-                raise MachineError(f"{attr}() needs a QEMU machine: {self.name!r} is a container "
-                                   "(no display, monitor or QMP)")
+                raise NotForContainers(f"{attr}() needs a QEMU machine: {self.name!r} is a container "
+                                       "(no display, monitor or QMP)")
             return super().__getattr__(attr)
 
     # --- lifecycle -------------------------------------------------------------------
@@ -374,9 +374,13 @@ class NspawnMachine(BaseMachine):
             return
         with self.nested("waiting for the container to power off"):
             with self.lock:
-                self.expect_exit = True
-                wait_for(self.lock, lambda: not self.booted, Deadline(timeout), f"container {self.name!r} to end",
-                         self._last_lines)
+                expected, self.expect_exit = self.expect_exit, True
+                try:
+                    wait_for(self.lock, lambda: not self.booted, Deadline(timeout),
+                             f"container {self.name!r} to end", self._last_lines)
+                except WaitTimeout:  # it still runs: a death that was no shutdown's is a crash again
+                    self.expect_exit = expected
+                    raise
             self.supervisor.terminate()
             self._close_notify_socket()
 

@@ -191,3 +191,18 @@ def test_the_same_prelude_rejects_what_does_not_exist(tmp_path):
     assert '"NspawnMachine" has no attribute "screenshot"' in text
     assert 'Argument "attempt_timeout" to "wait_until_succeeds" of "BaseMachine" has incompatible type "str"' in text
     assert 'Name "vlan2" is not defined' in text
+
+
+def test_a_vm_only_method_of_a_container_is_a_missing_attribute_too(tmp_path):
+    """Upstream's containers lack the VM-only methods (AttributeError): hasattr() is False and
+    getattr() with a default works; calling one says why, as a MachineError."""
+    from test_driver.errors import MachineError
+    from test_driver.logger import CompositeLogger
+    from test_driver.machine import NspawnMachine
+
+    box = NspawnMachine(tmp_path, tmp_path, str(tmp_path / "run-box-nspawn"), CompositeLogger([]))
+    assert not hasattr(box, "screenshot") and getattr(box, "send_monitor_command", None) is None
+    with pytest.raises(MachineError, match=r"screenshot\(\) needs a QEMU machine: 'box' is a container"):
+        box.screenshot("x")
+    with pytest.raises(AttributeError):
+        box.no_such_thing

@@ -384,7 +384,7 @@ class BaseMachine(ABC):
             else:
                 shutil.copy(host_src, host_mid)
             self.succeed(make_command(["mkdir", "-p", Path(target).parent]),
-                         make_command(["cp", "-r", vm_mid, target]))
+                         make_command(["cp", "-r", vm_mid, Path(target)]))  # (Path drops a trailing /)
 
     def copy_from_machine(self, source: str, target_dir: str = "") -> None:
         """Copy a file or directory from the machine to ``target_dir`` in the output

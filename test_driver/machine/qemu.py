@@ -519,12 +519,17 @@ class QemuMachine(BaseMachine):
         A death awaited here is not an error, whatever its cause."""
         if not self.booted or self.supervisor is None:
             return
-        self._expect_exit()
+        with self.lock:
+            expected, self.expect_exit = self.expect_exit, True
         with self.nested("waiting for the VM to power off"):
             sys.stdout.flush()
             with self.lock:
-                wait_for(self.lock, lambda: not self.booted, Deadline(timeout),
-                         "the VM to power off", lambda: f"last serial line: {self._last_serial()!r}")
+                try:
+                    wait_for(self.lock, lambda: not self.booted, Deadline(timeout),
+                             "the VM to power off", lambda: f"last serial line: {self._last_serial()!r}")
+                except WaitTimeout:  # it still runs: a death that was no shutdown's is a crash again
+                    self.expect_exit = expected
+                    raise
             self.supervisor.terminate()
             if self.post_mortem is not None and self.post_mortem.cause.startswith("crashed"):
                 self.log(f"the awaited shutdown was a crash: {self.post_mortem.cause}")
@@ -745,10 +750,14 @@ class QemuMachine(BaseMachine):
     def wait_for_x(self, timeout: Duration = FIFTEEN_MINUTES) -> None:
         """Wait until the X server runs (systemd reached the graphical target, X0 socket exists)."""
         warn_if_number(timeout, "wait_for_x")
-        command = ('journalctl -b SYSLOG_IDENTIFIER=systemd | grep -q "Reached target Current graphical"'
-                   " && [ -e /tmp/.X11-unix/X0 ]")
+        # Two commands, as upstream's; grep reads the whole journal (`grep -q` would stop at the
+        # match and leave journalctl failing on a closed pipe, a failed probe under pipefail).
+        def x_runs(_last_try: bool) -> bool:
+            return (self.execute('journalctl -b SYSLOG_IDENTIFIER=systemd | grep "Reached target Current graphical"')[0]
+                    == 0 and self.execute("[ -e /tmp/.X11-unix/X0 ]")[0] == 0)
+
         with self.nested("waiting for the X11 server"):
-            self._poll_until(lambda _last_try: self.execute(command)[0] == 0, timeout, "the X11 server",
+            self._poll_until(x_runs, timeout, "the X11 server",
                              lambda: "no graphical target reached or no /tmp/.X11-unix/X0")
 
     def get_window_names(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import threading
@@ -11,7 +12,7 @@ import pytest
 
 from conftest import kill_later
 
-from test_driver.errors import MachineCrashed
+from test_driver.errors import MachineCrashed, WaitTimeout
 
 
 def test_sigkill_during_command_fails_within_a_second(make_driver, tmp_path):
@@ -66,6 +67,17 @@ def test_death_awaited_by_wait_for_shutdown_is_no_error(make_driver, log):
     machine.execute("echo c > /proc/sysrq-trigger", check_output=False)
     machine.wait_for_shutdown(timeout=60)
     assert "the awaited shutdown was a crash" in log.text
+
+
+def test_a_wait_for_shutdown_that_timed_out_leaves_a_later_death_a_crash(make_driver):
+    driver = make_driver(["running"])
+    machine = driver.machines[0]
+    machine.succeed("true")
+    with pytest.raises(WaitTimeout):
+        machine.wait_for_shutdown(timeout=dt.timedelta(seconds=1))  # nothing shuts it down
+    os.kill(machine.pid, signal.SIGKILL)
+    with pytest.raises(MachineCrashed, match="SIGKILL"):
+        machine.succeed("sleep 30")
 
 
 def test_panic_post_mortem_has_a_screenshot(make_driver, tmp_path):

@@ -145,6 +145,9 @@ def test_files(debian_vm, tmp_path):
     (tree / "sub" / "f").write_text("nested")
     deb.copy_from_host(str(tree), "/root/tree")
     assert deb.succeed("cat /root/tree/sub/f") == "nested"
+    # as upstream (the target is a Path): a trailing slash of a missing target is dropped
+    deb.copy_from_host(str(src), "/root/slashed/")
+    assert deb.succeed("sha256sum /root/slashed").split()[0] == digest
     small = tmp_path / "small.bin"
     small.write_bytes(data[:4096])
     deb.copy_from_host_via_shell(str(small), "/root/via/small.bin")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 SCRIPT = r'''
+import datetime
 import json
 
 start_all()
@@ -46,6 +47,14 @@ with subtest("power failure and restart"):
     machine.start()
     machine.wait_for_unit("multi-user.target")
     assert machine.succeed("cat /root/state") == "survived\n"
+
+with subtest("wait_for_x reads the whole journal, as upstream's"):
+    # the target's line with a lot logged after it: a reader that stops at the match (grep -q)
+    # leaves journalctl writing to a closed pipe, which fails the probe under pipefail
+    machine.succeed("logger -t systemd 'Reached target Current graphical Interface.'; "
+                    "seq 4000 | sed 's/^/later line /' | logger -t systemd")
+    machine.succeed("mkdir -p /tmp/.X11-unix && touch /tmp/.X11-unix/X0")
+    machine.wait_for_x(timeout=datetime.timedelta(seconds=60))
 
 with subtest("results"):
     machine.succeed("systemctl list-units --output=json > /tmp/units.json")

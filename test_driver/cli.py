@@ -105,6 +105,11 @@ def _raised_by_script(exc: BaseException, script: str) -> bool:
     return bool(frames) and frames[-1].filename == script
 
 
+def _raised_in_script(exc: BaseException, script: str) -> bool:
+    """Whether the script was running when ``exc`` was raised (a call it made)."""
+    return any(frame.filename == script for frame in traceback.extract_tb(exc.__traceback__))
+
+
 @dataclass(frozen=True)
 class Run:
     """What to run, from the flags (and their environment variables) or from --config."""
@@ -120,6 +125,8 @@ class Run:
 
 def what_to_run(args: argparse.Namespace) -> Run:
     timeout = args.global_timeout
+    if timeout is not None and timeout <= 0:  # (upstream's ends the test at once: it cannot pass)
+        raise DriverError(f"--global-timeout must be a positive number of seconds, not {timeout}")
     if args.config is None:
         if args.testscript is None:
             raise DriverError("no test script: give its path (or $testScript), or --config")
@@ -218,9 +225,11 @@ def main(argv: list[str] | None = None) -> None:
                 driver.run_tests()
                 logger.info(f"test script finished in {time.monotonic() - tic:.2f}s")
     except DriverError as exc:
-        logger.log_test_error(f"nixos-test-driver: error: {exc}")
-        bad_input = str(exc)
-        status = 2
+        if _raised_in_script(exc, script):  # the script's own mistake: a test failure, as upstream
+            failure, status = exc, 1
+        else:
+            logger.log_test_error(f"nixos-test-driver: error: {exc}")
+            bad_input, status = str(exc), 2
     except KeyboardInterrupt as exc:
         # The driver then dies by the signal, as upstream's (which handles none of them): a
         # shell sees SIGINT 130, SIGTERM 143, SIGHUP 129. Ours stops the machines and closes

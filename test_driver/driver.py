@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 from . import interrupt, steps
 from .debug import Debug
 from .duration import Duration, warn_old_argument
-from .errors import DriverError, MachineError, RequestedAssertionFailed
+from .errors import DriverError, MachineError, MachineStopped, RequestedAssertionFailed
 from .logger import AbstractLogger, CompositeLogger, TerminalLogger
 from .machine import BaseMachine, Machine, MachineDeprecationWrapper, NspawnMachine, PostMortem, QemuMachine, retry
 from .machine.deprecation import alias_warning
@@ -150,7 +150,8 @@ class Driver:
 
     @staticmethod
     def _vlan_numbers(vlans: list[int] | list[str]) -> list[int]:
-        numbers = set()
+        """The VLAN numbers as given, each once (as upstream's configuration lists them)."""
+        numbers: dict[int, None] = {}
         for vlan in vlans:
             try:
                 number = int(vlan)
@@ -158,8 +159,8 @@ class Driver:
                 number = -1
             if not 0 < number < 256:
                 raise DriverError(f"bad VLAN number {vlan!r}: VLANs are numbered 1 to 255")
-            numbers.add(number)
-        return sorted(numbers)
+            numbers[number] = None
+        return list(numbers)
 
     def _compile(self, tests: str) -> CodeType:
         # Tracebacks show the script's lines even when it was given as a string.
@@ -268,7 +269,11 @@ class Driver:
                 elif self.code is not None:
                     exec(self.code, self.test_symbols(), None)
             except Exception as exc:
-                if not isinstance(exc, bdb.BdbQuit):
+                # As upstream: a MachineError (a start, OCR or a tool failed) ends the test at
+                # once; any other failure waits for the debug hook.  A crash is one of those
+                # others (upstream's connection to a dead machine breaks).
+                if not isinstance(exc, bdb.BdbQuit) and \
+                        (not isinstance(exc, MachineError) or isinstance(exc, MachineStopped)):
                     self.debug.on_failure(exc, self.test_script_path)
                 raise
 

@@ -91,6 +91,26 @@ def test_bad_start_scripts(tmp_path, private_tmp):
     assert result.returncode == 2 and "two start scripts for machine 'x'" in result.stderr
 
 
+@pytest.mark.parametrize("timeout", ["0", "-5"])
+def test_a_global_timeout_that_is_not_positive_is_refused(tmp_path, timeout):
+    script = tmp_path / "s.py"
+    script.write_text("pass\n")
+    result = subprocess.run([sys.executable, "-m", "test_driver.cli_main", "--global-timeout", timeout,
+                             "-o", str(tmp_path), "--", str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--global-timeout must be a positive number of seconds" in result.stderr
+
+
+def test_a_driver_error_raised_by_the_script_is_a_test_failure(tmp_path, private_tmp):
+    """As upstream: a bad start script handed to create_machine() fails the test (status 1, the
+    script's line in the report), it is no bad input to the driver (status 2)."""
+    script = tmp_path / "s.py"
+    script.write_text("pass\ncreate_machine('/nonexistent/run-x-vm')\n")
+    result = subprocess.run([sys.executable, "-m", "test_driver.cli_main", "-o", str(tmp_path), "--", str(script)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "does not exist" in result.stderr and "line 2" in result.stderr
+
+
 def test_output_directory_must_be_writable(tmp_path):
     script = tmp_path / "s.py"
     script.write_text("")

@@ -217,6 +217,15 @@ def test_debug_hook_waits_before_teardown(guest, tmp_path, private_tmp):
     assert wait_no_processes(str(private_tmp)) == []
 
 
+def test_a_machine_error_ends_the_test_without_the_debug_hook(guest, tmp_path, private_tmp):
+    """As upstream: a MachineError (a machine or a tool failed) fails at once, hook or not."""
+    script = "from test_driver.errors import MachineError\nraise MachineError('the tool is missing')\n"
+    command = driver_command(guest, tmp_path, script, "--debug-hook-attach", "/run/attach-helper")
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "the tool is missing" in result.stderr and "Breakpoint reached" not in result.stderr
+
+
 def test_debug_breakpoint_is_a_no_op_without_the_hook(guest, tmp_path, private_tmp):
     command = driver_command(guest, tmp_path, "debug.breakpoint()\nmachine.succeed('true')\n")
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)

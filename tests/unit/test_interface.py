@@ -53,11 +53,12 @@ def test_the_names_mean_what_they_mean_upstream():
 
 
 def test_every_test_symbol_and_one_per_vlan(tmp_path):
-    driver = Driver([], [1, 2], "", tmp_path, CompositeLogger([]))
+    driver = Driver([], [2, 1, 2], "", tmp_path, CompositeLogger([]))
     try:
         symbols = driver.test_symbols()
         assert not [s for s in SYMBOLS if s not in symbols]
-        assert symbols["vlan1"] is driver.vlans[0] and symbols["vlan2"] is driver.vlans[1]
+        assert [v.nr for v in symbols["vlans"]] == [2, 1]  # as upstream: as given, each once
+        assert symbols["vlan1"] is driver.vlans[1] and symbols["vlan2"] is driver.vlans[0]
         with pytest.raises(Exception) as caught:
             symbols["t"].assertEqual(1, 2)
         assert type(caught.value).__name__ == "RequestedAssertionFailed"

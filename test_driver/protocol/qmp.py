@@ -1,5 +1,10 @@
 """A QMP client: greeting, capabilities, commands routed by id, events with history.
 
+Upstream's ``QMPSession`` API is here too: ``send``, and the events not taken yet
+in ``pending_events`` (a ``queue.Queue``), taken by ``wait_for_event`` and
+``events()``; ``read_pending_messages`` has nothing to do (the owner's reader
+thread reads every message as it comes).
+
 Commands carry ids, except those of upstream's ``send`` (one at a time:
 their answers are the ones without an id).  The connection's owner feeds
 received bytes (``feed``) from its reader thread; callers block in ``command``
@@ -12,9 +17,12 @@ a ``QMPError`` and the reader carries on with the next line.
 from __future__ import annotations
 
 import collections
+import datetime
 import itertools
 import json
+import queue
 import threading
+from collections.abc import Iterator
 from typing import Any, Callable
 
 from ..deadline import Deadline, Duration, wait_for
@@ -33,7 +41,10 @@ class QMPClient:
         self.greeting: dict[str, Any] | None = None
         self.replies: dict[int | None, dict[str, Any]] = {}  # by id; None: send's command without one
         self.pending: set[int | None] = set()
-        self.events: collections.deque[tuple[int, Event]] = collections.deque(maxlen=self.HISTORY)
+        self.history: collections.deque[tuple[int, Event]] = collections.deque(maxlen=self.HISTORY)
+        """The last events, numbered: what ``wait_event`` looks through."""
+        self.pending_events: queue.Queue[Event] = queue.Queue()
+        """Every event not taken yet by ``wait_for_event``/``events()`` (upstream's queue)."""
         self.event_count = 0
         self.closed: BaseException | None = None
         self.listeners: list[Callable[[Event], None]] = []
@@ -62,7 +73,8 @@ class QMPClient:
                 self.greeting = message
             elif "event" in message:
                 self.event_count += 1
-                self.events.append((self.event_count, message))
+                self.history.append((self.event_count, message))
+                self.pending_events.put(message)
             elif message.get("id") in self.pending:
                 self.replies[message.get("id")] = message
             self.cond.notify_all()
@@ -144,7 +156,7 @@ class QMPClient:
             start = self.event_count if since is None else since
 
             def find() -> tuple[int, Event] | None:
-                for seq, event in self.events:
+                for seq, event in self.history:
                     if seq > start and predicate(event):
                         return seq, event
                 return None
@@ -154,4 +166,29 @@ class QMPClient:
 
     def recent(self, n: int = 10) -> list[Event]:
         with self.cond:
-            return [event for _, event in list(self.events)[-n:]]
+            return [event for _, event in list(self.history)[-n:]]
+
+    # --- upstream's QMPSession calls ---------------------------------------------
+    def wait_for_event(self, timeout: datetime.timedelta = datetime.timedelta(seconds=10)) -> Event:
+        """Take the oldest pending event, waiting for one as long as it takes (as upstream's,
+        whose ``timeout`` never ends that wait); raises at once if the connection ends."""
+        with self.cond:
+            wait_for(self.cond, lambda: not self.pending_events.empty(), Deadline(None), "a QMP event",
+                     lambda: f"last events: {self.recent(3)}", self._check)
+            return self.pending_events.get_nowait()
+
+    def events(self, timeout: datetime.timedelta = datetime.timedelta(seconds=10)) -> Iterator[Event]:
+        """Take the pending events, oldest first, until none is left."""
+        while True:
+            try:
+                yield self.pending_events.get_nowait()
+            except queue.Empty:
+                return
+
+    def read_pending_messages(self) -> None:
+        """Upstream reads what QEMU sent here; the machine's supervisor thread reads every
+        message as it comes, so there is nothing left to do."""
+
+    def close(self) -> None:
+        """Upstream closes its socket; the machine owns this connection and closes it when
+        QEMU ends."""

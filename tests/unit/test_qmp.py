@@ -156,7 +156,7 @@ def test_event_storm_keeps_bounded_history():
     qemu.send(b"".join(json.dumps({"event": "X", "n": i}).encode() + b"\n" for i in range(5000)))
     qemu.send({"event": "LAST"})
     qemu.client.wait_event(lambda e: e["event"] == "LAST", timeout=5, since=0)
-    assert len(qemu.client.events) == QMPClient.HISTORY
+    assert len(qemu.client.history) == QMPClient.HISTORY
     assert qemu.client.command("still-answers") == {}
 
 
@@ -220,3 +220,26 @@ def test_a_reply_without_id_goes_to_send_while_commands_with_ids_wait():
     assert qemu.client.send("fast") == {"return": "fast"}
     t.join(5)
     assert results == {"slow": "slow"}
+
+
+def test_upstreams_event_queue_calls():
+    """Upstream's QMPSession: pending_events (a Queue), wait_for_event, events(), read_pending_messages."""
+    qemu = FakeQEMU()
+    qemu.client.handshake(Deadline(5))
+    qemu.client.read_pending_messages()  # nothing to do, as nothing is left unread
+    qemu.send({"event": "STOP"})
+    qemu.send({"event": "RESUME"})
+    assert qemu.client.wait_for_event()["event"] == "STOP"
+    threading.Timer(0.2, qemu.send, [{"event": "RESET"}]).start()
+    assert qemu.client.wait_for_event()["event"] == "RESUME"
+    assert qemu.client.wait_for_event()["event"] == "RESET"  # waits for it
+    qemu.send({"event": "A"})
+    qemu.send({"event": "B"})
+    deadline = time.monotonic() + 5
+    while qemu.client.pending_events.qsize() < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [e["event"] for e in qemu.client.events()] == ["A", "B"]
+    assert qemu.client.pending_events.empty()
+    threading.Timer(0.2, qemu.close).start()
+    with pytest.raises(QMPError, match="connection closed"):
+        qemu.client.wait_for_event()  # a connection that ends wakes the wait

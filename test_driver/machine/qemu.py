@@ -509,6 +509,13 @@ class QemuMachine(BaseMachine):
                           "still running after SIGTERM and SIGKILL to its processes")
 
     # --- lifecycle --------------------------------------------------------------------------
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """QEMU's process, as upstream's attribute (``machine.process.poll()``); None before the
+        first start.  The machine's supervisor thread owns it: a script that kills it gets a
+        crash, reported as any other."""
+        return self.supervisor.process if self.supervisor is not None else None
+
     def _expect_exit(self) -> None:
         with self.lock:
             self.expect_exit = True
@@ -654,11 +661,11 @@ class QemuMachine(BaseMachine):
         with self.nested(f"creating UEFI variable store {self.efi_vars_path}"):
             EfiVars(self.efi_vars_path, self).create_empty()
 
-    def write_efi_vars(self, variables: list[EfiVariable]) -> None:
-        """Add UEFI variables to the store (replacing those with the same vendor and
-        name), creating it if needed; the firmware sees them at the next boot."""
-        with self.nested(f"writing {len(variables)} UEFI variable(s)"):
-            EfiVars(self.efi_vars_path, self).write(variables)
+    def write_efi_vars(self, add: list[EfiVariable]) -> None:
+        """Add UEFI variables (``add``, upstream's keyword) to the store, replacing those with
+        the same vendor and name, creating it if needed; the firmware sees them at the next boot."""
+        with self.nested(f"writing {len(add)} UEFI variable(s)"):
+            EfiVars(self.efi_vars_path, self).write(add)
 
     def read_efi_vars(self) -> list[EfiVariable]:
         """The live UEFI variables in the store, as the firmware left them; none (``[]``)
@@ -689,6 +696,7 @@ class QemuMachine(BaseMachine):
         if "/" not in filename:
             filename = os.path.join(self.out_dir, filename)
         with self.nested(f"making screenshot {filename}", {"image": os.path.basename(filename)}):
+            self.run_callbacks()  # (upstream's screendump goes through the monitor, which runs them)
             self._screendump_png(Path(filename))
 
     def send_key(self, key: str, delay: Duration | None = datetime.timedelta(milliseconds=10),
@@ -696,8 +704,9 @@ class QemuMachine(BaseMachine):
         """Press a key: QEMU ``sendkey`` syntax (e.g. ``ctrl-alt-delete``) or one character;
         then wait ``delay`` (seconds or ``timedelta``)."""
         warn_if_number(delay, "send_key")
+        key = key_for(key)
         with self.nested(f"sending key {key!r}") if log else contextlib.nullcontext():
-            self.send_monitor_command(f"sendkey {key_for(key)}")
+            self.send_monitor_command(f"sendkey {key}")
         if delay is not None:
             time.sleep(seconds(delay) or 0.0)
 

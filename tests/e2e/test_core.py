@@ -122,6 +122,10 @@ def test_wait_for_qmp_event(pair):
     assert "timestamp" in event
     alpha.send_monitor_command("cont")
     assert alpha.succeed("echo resumed") == "resumed\n"
+    # upstream's attributes: QEMU's Popen, and the client's queue of events not taken yet
+    assert alpha.process is not None and alpha.process.pid == alpha.pid and alpha.process.poll() is None
+    alpha.qmp_client.read_pending_messages()
+    assert "STOP" in [e["event"] for e in alpha.qmp_client.events()]
     with pytest.raises(WaitTimeout, match="QMP event"):
         alpha.wait_for_qmp_event(lambda e: e["event"] == "NEVER", timeout=0.5)
 

@@ -47,7 +47,10 @@ def test_text_written_to_the_console_is_read_by_ocr(screen, tmp_path):
     assert len(variants) == 3 and text == variants[0], (text, variants)
     assert "ALPHA" in text and "OMEGA" in text and "ALPHA OMEGA" not in text, text
 
+    checks: list[str] = []
+    screen.callbacks.append(lambda: checks.append("polled"))
     screen.screenshot("shot")
+    assert checks == ["polled"]  # as upstream's screendump through the monitor: polling conditions run
     with Image.open(tmp_path / "out" / "shot.png") as image:
         image.verify()  # a valid PNG...
     with Image.open(tmp_path / "out" / "shot.png") as image:
@@ -55,7 +58,7 @@ def test_text_written_to_the_console_is_read_by_ocr(screen, tmp_path):
         assert image.size == (720, 400)  # ...at the guest's resolution: VGA text mode
 
 
-def test_send_chars_into_a_guest_program_changes_the_screen(screen):
+def test_send_chars_into_a_guest_program_changes_the_screen(screen, log):
     # A program on tty1 (the active VT, where the keyboard types) that answers each line.
     screen.succeed("(while read -r line; do echo \"REPLY $line\" | tr a-z A-Z; done"
                    " </dev/tty1 >/dev/tty1 2>&1 &) >/dev/null 2>&1")
@@ -66,3 +69,5 @@ def test_send_chars_into_a_guest_program_changes_the_screen(screen):
     screen.send_chars("second Line")
     screen.send_key("enter")  # an alias of QEMU's "ret"
     screen.wait_for_text("REPLY SECOND LINE", timeout=60)
+    screen.send_key("A")
+    assert "sending key 'shift-a'" in log.text  # the key sent, as upstream logs it

@@ -10,6 +10,7 @@ Every field is checked, and a wrong one named, before any VM starts.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from dataclasses import dataclass
@@ -20,13 +21,29 @@ from .errors import DriverError
 
 
 @dataclass(frozen=True)
+class MachineConfiguration:
+    """One machine of the configuration, as upstream's model."""
+
+    name: str
+    start_script: Path
+
+
+class QemuMachineConfiguration(MachineConfiguration):
+    """A virtual machine of ``vms``."""
+
+
+class NspawnMachineConfiguration(MachineConfiguration):
+    """A container of ``containers``."""
+
+
+@dataclass(frozen=True)
 class DriverConfiguration:
-    vm_names: list[str]
-    vm_start_scripts: list[str]
-    container_names: list[str]
-    container_start_scripts: list[str]
+    """The run's configuration, in upstream's shape (``driver.config``): machines by name."""
+
+    vms: dict[str, QemuMachineConfiguration]
+    containers: dict[str, NspawnMachineConfiguration]
     vlans: list[int]
-    global_timeout: float
+    global_timeout: datetime.timedelta
     enable_ssh_backdoor: bool
     test_script: Path
 
@@ -93,8 +110,8 @@ def load_driver_configuration(path: Path) -> DriverConfiguration:
     if not isinstance(data["test_script"], str):
         raise DriverError(f"{path}: \"test_script\" must be a path")
     return DriverConfiguration(
-        vm_names=list(vms), vm_start_scripts=list(vms.values()), container_names=list(containers),
-        container_start_scripts=list(containers.values()),
-        vlans=vlans, global_timeout=_seconds(data.get("global_timeout", 3600), path),
+        vms={name: QemuMachineConfiguration(name, Path(script)) for name, script in vms.items()},
+        containers={name: NspawnMachineConfiguration(name, Path(script)) for name, script in containers.items()},
+        vlans=vlans, global_timeout=datetime.timedelta(seconds=_seconds(data.get("global_timeout", 3600), path)),
         enable_ssh_backdoor=bool(data.get("enable_ssh_backdoor", False)),
         test_script=Path(data["test_script"]))

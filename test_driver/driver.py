@@ -17,7 +17,8 @@ from pathlib import Path
 from types import CodeType
 from typing import Any, Callable, Iterator
 
-from . import interrupt, steps
+from . import interrupt
+from .config import DriverConfiguration, NspawnMachineConfiguration, QemuMachineConfiguration
 from .debug import Debug
 from .duration import Duration, warn_old_argument
 from .errors import DriverError, MachineError, MachineStopped, RequestedAssertionFailed
@@ -28,7 +29,6 @@ from .machine.nspawn import machine_name_from_start_command
 from .machine.start_command import StartCommand
 from .polling_condition import PollingCondition, polling_interval
 from .report import failing_machine
-from .steps import Step
 from .typecheck import pythonize as pythonize_name
 from .vlan import VLan
 
@@ -53,10 +53,14 @@ class Driver:
                  logger: AbstractLogger | None = None, keep_vm_state: bool = False,
                  global_timeout: int | float = 24 * 60 * 60, test_script_path: str = "<testScript>",
                  debug: Debug | None = None, machine_names: list[str] | None = None,
-                 container_start_scripts: list[str] = [], container_names: list[str] | None = None) -> None:
+                 container_start_scripts: list[str] = [], container_names: list[str] | None = None,
+                 plan: Callable[[str, dict[str, type[BaseMachine]]], Callable[[Driver], None]] | None = None,
+                 enable_ssh_backdoor: bool = False) -> None:
         """``machine_names``, when given, name the machines of ``start_scripts`` one to one
         (nixpkgs' ``--config`` does); otherwise each name comes from its script's ``run-NAME-vm``.
-        Containers likewise: ``container_start_scripts`` (``run-NAME-nspawn``), ``container_names``."""
+        Containers likewise: ``container_start_scripts`` (``run-NAME-nspawn``), ``container_names``.
+        ``tests`` is Python, unless ``plan`` is given: then ``plan(tests, {name: machine class})``
+        checks it against the machines before anything starts and returns what the script does."""
         self.tests = tests
         self.out_dir = Path(out_dir)
         self.logger = logger or CompositeLogger([TerminalLogger()])
@@ -79,13 +83,14 @@ class Driver:
         self.vsock_offset: int | None = None
         """The vsock numbers of the machines' ssh backdoor start after this (``--dump-vsocks``)."""
         self.vlans: list[VLan] = []
-        self.steps: list[Step] | None = None
         self._timer: threading.Timer | None = None
+        self.interactive = False
+        """Whether the run is ``--interactive`` (upstream's attribute)."""
         self.timed_out: str | None = None
         """Set when the global timeout fired: what was running then."""
-        self.code: CodeType | None = None
-        if not steps.is_steps_document(tests):
-            self.code = self._compile(tests)
+        self.code: CodeType | None = None if plan is not None else self._compile(tests)
+        self.planned: Callable[[Driver], None] | None = None
+        """What ``test_script`` runs instead of Python: the plan made of a steps document."""
 
         commands = [StartCommand(script) for script in start_scripts or []]
         if machine_names is not None and len(machine_names) != len(commands):
@@ -102,12 +107,19 @@ class Driver:
             if name in names:
                 raise DriverError(f"two start scripts for machine {name!r}: {names[name]} and {script}")
             names[name] = script
-        if self.code is None:  # a steps document, checked against the machines before any starts
+        if plan is not None:  # a steps document, checked against the machines before any starts
             kinds: dict[str, type[BaseMachine]] = {name: QemuMachine for name in machine_names}
             kinds.update({name: NspawnMachine for name, _ in containers})
-            self.steps = steps.parse(tests, kinds)
+            self.planned = plan(tests, kinds)
 
         vlan_numbers = self._vlan_numbers(vlans or [])
+        self.config = DriverConfiguration(
+            vms={name: QemuMachineConfiguration(name, Path(command.command))
+                 for command, name in zip(commands, machine_names)},
+            containers={name: NspawnMachineConfiguration(name, Path(script)) for name, script in containers},
+            vlans=vlan_numbers, global_timeout=datetime.timedelta(seconds=global_timeout),
+            enable_ssh_backdoor=enable_ssh_backdoor, test_script=Path(test_script_path))
+        """The run's configuration in upstream's shape (``driver.config``), whatever the CLI generation."""
         self.base_tmp = Path(tempfile.gettempdir())
         self.tmp_dir = Path(tempfile.mkdtemp(prefix="nixos-test-driver-", dir=self.base_tmp))
         # Unix socket paths are limited to 107 bytes: with a long TMPDIR the sockets
@@ -157,8 +169,8 @@ class Driver:
                 number = int(vlan)
             except (TypeError, ValueError):
                 number = -1
-            if not 0 < number < 256:
-                raise DriverError(f"bad VLAN number {vlan!r}: VLANs are numbered 1 to 255")
+            if not 0 <= number < 256:  # (a NIC's MAC address holds the number)
+                raise DriverError(f"bad VLAN number {vlan!r}: VLANs are numbered 0 to 255")
             numbers[number] = None
         return list(numbers)
 
@@ -264,8 +276,8 @@ class Driver:
         """Run the test script."""
         with self.logger.nested("run the VM test script"):
             try:
-                if self.steps is not None:
-                    steps.run(self, self.steps)
+                if self.planned is not None:
+                    self.planned(self)
                 elif self.code is not None:
                     exec(self.code, self.test_symbols(), None)
             except Exception as exc:
@@ -287,6 +299,16 @@ class Driver:
                     machine.execute("sync")
         finally:
             self._cancel_global_timer()
+
+    @property
+    def keep_machine_state(self) -> bool:
+        """Upstream's name of ``keep_vm_state``."""
+        return self.keep_vm_state
+
+    @property
+    def race_timer(self) -> threading.Timer | None:
+        """The global timeout's timer (upstream's attribute), once ``run_tests`` started it."""
+        return self._timer
 
     def _start_global_timer(self) -> None:
         if not self.global_timeout:

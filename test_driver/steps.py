@@ -235,6 +235,12 @@ def parse(text: str, machines: list[str] | dict[str, type[BaseMachine]]) -> list
     return [parse_step(raw, f"steps[{i}]", machines) for i, raw in enumerate(steps)]
 
 
+def plan(text: str, machines: dict[str, type[BaseMachine]]) -> Callable[["Driver"], None]:
+    """A document checked against ``machines`` (name: class), as what runs it on a driver."""
+    parsed = parse(text, machines)
+    return lambda driver: run(driver, parsed)
+
+
 def run(driver: "Driver", steps: list[Step]) -> None:
     for step in steps:
         run_step(driver, step)

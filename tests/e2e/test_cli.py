@@ -216,7 +216,9 @@ def nixpkgs_config(tmp_path, guest, script: str, **fields) -> Path:
 
 def test_config_json_like_nixpkgs(guest, tmp_path, private_tmp):
     config = nixpkgs_config(tmp_path, guest, "alpha.succeed('true')\nassert machine.machine is alpha\n"
-                            "machine.succeed('true')\nassert driver.global_timeout == 600\n")
+                            "machine.succeed('true')\nassert driver.global_timeout == 600\n"
+                            "assert driver.config.global_timeout.total_seconds() == 600\n"
+                            "assert driver.config.vms['alpha'].start_script.name == 'run-zzz-vm'\n")
     # As upstream's --config CLI, the older generation's variables are not read: a shell of the
     # driver's derivation (nix develop .#...driver) has $testScript and the others set.
     env = {**os.environ, "testScript": "/nonexistent/test-script", "vlans": "7", "globalTimeout": "5",

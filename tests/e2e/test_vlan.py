@@ -142,11 +142,16 @@ def test_switches_gone_after_the_driver_ends(guest, tmp_path, private_tmp, endin
 def test_bad_vlan_number_is_a_clear_error(tmp_path):
     test = tmp_path / "t.py"
     test.write_text("")
-    for bad in ("abc", "0", "300"):
+    for bad in ("abc", "-1", "300"):
         result = subprocess.run([sys.executable, "-m", "test_driver.cli_main", "--vlans", "1", bad, "--",
                                  str(test)], capture_output=True, text=True, timeout=60)
         assert result.returncode == 2 and f"bad VLAN number '{bad}'" in result.stderr
         assert "start vlan" not in result.stderr  # refused before any switch started
+    # VLAN 0 is one, as upstream's (a NIC's MAC address holds the number: 0 to 255)
+    test.write_text("assert [v.nr for v in vlans] == [0] and vlan0.nr == 0\n")
+    result = subprocess.run([sys.executable, "-m", "test_driver.cli_main", "--vlans", "0", "-o", str(tmp_path),
+                             "--", str(test)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
 
 
 def test_netcat_transfer_with_stdin_left_open(net):

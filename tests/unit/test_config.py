@@ -21,7 +21,7 @@ def write(tmp_path: Path, **fields: object) -> Path:
 @pytest.mark.parametrize("value, seconds", [(3600, 3600.0), (90.5, 90.5), ("7200", 7200.0),
                                             ("PT1H", 3600.0), ("PT1H30M", 5400.0), ("P1DT2H", 93600.0)])
 def test_the_global_timeout_is_seconds_or_an_iso_duration(tmp_path: Path, value: object, seconds: float):
-    assert load_driver_configuration(write(tmp_path, global_timeout=value)).global_timeout == seconds
+    assert load_driver_configuration(write(tmp_path, global_timeout=value)).global_timeout.total_seconds() == seconds
 
 
 @pytest.mark.parametrize("value", [0, -1, "PT", "an hour", True])

@@ -58,6 +58,11 @@ def test_every_test_symbol_and_one_per_vlan(tmp_path):
         symbols = driver.test_symbols()
         assert not [s for s in SYMBOLS if s not in symbols]
         assert [v.nr for v in symbols["vlans"]] == [2, 1]  # as upstream: as given, each once
+        # upstream's attributes of the `driver` symbol
+        assert symbols["driver"].keep_machine_state is False and symbols["driver"].interactive is False
+        assert symbols["driver"].race_timer is None  # started by run_tests
+        config = symbols["driver"].config
+        assert config.vlans == [2, 1] and config.vms == {} and config.global_timeout.total_seconds() == 86400
         assert symbols["vlan1"] is driver.vlans[1] and symbols["vlan2"] is driver.vlans[0]
         with pytest.raises(Exception) as caught:
             symbols["t"].assertEqual(1, 2)

@@ -33,6 +33,7 @@ python3Packages.buildPythonApplication {
   propagatedBuildInputs =
     (with python3Packages; [
       colorama
+      ipython
       jinja2
       junit-xml
       pillow

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import interrupt
+from . import interrupt, steps
 from .config import load_driver_configuration
 from .debug import Debug
 from .driver import Driver
 from .errors import DriverError, GlobalTimeout, PollingConditionError, TestScriptError
 from .logger import CompositeLogger, JSONLogger, JUnitLogger, LogLevel, TerminalLogger, XMLLogger
-from .interactive import require_terminal, run_shell
+from .interactive import run_shell
 from .report import failure_fields, failure_report
 
 
@@ -121,6 +121,7 @@ class Run:
     global_timeout: float
     container_start_scripts: list[str]
     container_names: list[str] | None
+    enable_ssh_backdoor: bool = False
 
 
 def what_to_run(args: argparse.Namespace) -> Run:
@@ -150,9 +151,10 @@ def what_to_run(args: argparse.Namespace) -> Run:
     if given:
         raise DriverError(f"--config names the machines, VLANs and test script: drop {', '.join(given)}")
     config = load_driver_configuration(args.config)
-    return Run(config.vm_start_scripts, config.vm_names, config.vlans, config.test_script,
-               timeout if timeout is not None else config.global_timeout,
-               config.container_start_scripts, config.container_names)
+    return Run([str(vm.start_script) for vm in config.vms.values()], list(config.vms), config.vlans,
+               config.test_script, timeout if timeout is not None else config.global_timeout.total_seconds(),
+               [str(c.start_script) for c in config.containers.values()], list(config.containers),
+               config.enable_ssh_backdoor)
 
 
 def events_file(args: argparse.Namespace, out_dir: Path) -> Path | None:
@@ -193,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"nixos-test-driver: error: cannot open a log file: {exc}", file=sys.stderr)
         sys.exit(2)
     if not args.keep_vm_state:
-        logger.info("Machine state will be reset. To keep it, pass --keep-vm-state")
+        logger.info("Machine state will be reset. To keep it, pass --keep-machine-state")
     script = str(args.testscript)
     driver: Driver | None = None
     failure: BaseException | None = None
@@ -207,19 +209,20 @@ def main(argv: list[str] | None = None) -> None:
             tests = run.script.read_text()
         except OSError as exc:
             raise DriverError(f"cannot read the test script: {exc}") from None
-        if args.interactive:
-            require_terminal()
         driver = Driver(run.start_scripts, run.vlans, tests, out_dir, logger, args.keep_vm_state,
                         run.global_timeout, test_script_path=script,
                         debug=Debug(logger, args.debug_hook_attach), machine_names=run.machine_names,
-                        container_start_scripts=run.container_start_scripts, container_names=run.container_names)
+                        container_start_scripts=run.container_start_scripts, container_names=run.container_names,
+                        plan=steps.plan if steps.is_steps_document(tests) else None,
+                        enable_ssh_backdoor=run.enable_ssh_backdoor)
         logger.event("run-start", script=script, source=tests, machines=[m.name for m in driver.machines],
                      global_timeout=run.global_timeout)
+        driver.interactive = bool(args.interactive)
         with driver:
             if args.dump_vsocks is not None:
                 driver.dump_machine_ssh(args.dump_vsocks)
             if args.interactive:
-                run_shell(driver, logger, out_dir)
+                run_shell(driver, logger)
             else:
                 tic = time.monotonic()
                 driver.run_tests()

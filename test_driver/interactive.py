@@ -1,4 +1,6 @@
-"""``--interactive``: a ptpython shell whose globals are the test symbols.
+"""``--interactive``: an IPython shell (ptpython's front end) whose namespace is the test
+symbols, as upstream's; its history is ``.nixos-test-history`` in the working directory.
+Without a terminal it reads its input from stdin, as upstream's does.
 
 Ctrl-C stops the running command (in the guest too) and returns to the prompt;
 Ctrl-C twice on an empty line, Ctrl-D or ``exit()`` leave the shell, after which
@@ -20,18 +22,10 @@ from typing import Any
 
 from . import interrupt
 from .driver import Driver
-from .errors import DriverError
 from .logger import AbstractLogger
 
 HISTORY = ".nixos-test-history"
 DOUBLE_PRESS = 2.0  # seconds between the two Ctrl-C that leave the shell
-
-
-def require_terminal() -> None:
-    """The shell needs a terminal on stdin and stdout; say so before any VM starts."""
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise DriverError("--interactive needs a terminal on stdin and stdout; "
-                          "run without it to run the test script")
 
 
 def _leave_on_double_ctrl_c(repl: Any) -> None:
@@ -79,14 +73,14 @@ def _stop_on_signals(driver: Driver, logger: AbstractLogger) -> None:
         signal.signal(signum, handler)
 
 
-def run_shell(driver: Driver, logger: AbstractLogger, history_dir: Path) -> None:
+def run_shell(driver: Driver, logger: AbstractLogger) -> None:
     """Run the shell until the person leaves it."""
-    import ptpython.repl  # type: ignore[import-untyped]  # only here: it takes a while to import
+    import ptpython.ipython  # type: ignore[import-untyped]  # only here: it takes a while to import
 
     driver.interruptible_commands = True
     _stop_on_signals(driver, logger)
     symbols = driver.test_symbols()
     logger.info("interactive shell: " + ", ".join(sorted(symbols)))
     logger.info("test_script() runs the whole script; Ctrl-D, exit() or Ctrl-C twice leave")
-    ptpython.repl.embed(globals=symbols, configure=_leave_on_double_ctrl_c,
-                        history_filename=str(history_dir / HISTORY), title="nixos-test-driver")
+    ptpython.ipython.embed(user_ns=symbols, configure=_leave_on_double_ctrl_c,
+                           history_filename=str(Path.cwd() / HISTORY), title="nixos-test-driver")

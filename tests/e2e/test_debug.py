@@ -17,7 +17,7 @@ import tiny
 
 from conftest import processes_mentioning, wait_no_processes
 
-PROMPT = ">>>"
+PROMPT = r"In \[\d+\]"  # IPython's, as upstream's shell
 
 
 def driver_command(guest, tmp_path: Path, script: str, *args: str) -> list[str]:
@@ -34,7 +34,7 @@ def shell(guest, tmp_path, private_tmp):
     command = driver_command(guest, tmp_path, "raise SystemExit('the script must not run')\n", "--interactive")
     env = {**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"}
     child = pexpect.spawn(command[0], command[1:], env=env, encoding="utf-8", timeout=60,
-                          dimensions=(40, 200))
+                          dimensions=(40, 200), cwd=str(tmp_path))  # the history goes to the working directory
     child.expect(PROMPT)
     yield child
     if child.isalive():
@@ -108,12 +108,15 @@ def test_ctrl_c_during_boot_then_boot_again(shell, private_tmp):
     leave_with_exit(shell, private_tmp)
 
 
-def test_interactive_without_a_terminal_is_refused_before_any_vm(guest, tmp_path, private_tmp):
-    result = subprocess.run(driver_command(guest, tmp_path, "pass\n", "-I"), stdin=subprocess.DEVNULL,
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert "--interactive needs a terminal" in result.stderr
-    assert "starting vm" not in result.stderr
+def test_interactive_without_a_terminal_reads_stdin(guest, tmp_path, private_tmp):
+    """As upstream's shell: without a terminal it takes its lines from stdin (IPython's magics
+    too), then ends at EOF and stops the machines."""
+    lines = "machine.succeed('echo piped-$((40+2)) >&2')\nx = !echo shell-escape\nprint(x[0].upper())\n"
+    result = subprocess.run(driver_command(guest, tmp_path, "raise SystemExit('not run')\n", "-I"), input=lines,
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "piped-42" in result.stdout + result.stderr and "SHELL-ESCAPE" in result.stdout
+    assert wait_no_processes(str(private_tmp)) == []
 
 
 class Output:

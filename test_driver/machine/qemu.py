@@ -37,7 +37,8 @@ SERIAL_TAIL = 50
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a timed-out command
 LINGER_WARNING = 1.0  # seconds a command's stdout may stay open after it exited before we say so
 # sed program printing the quoted window names of `xwininfo -root -tree` lines, one per line.
-SED_WINDOW_NAMES = """'s/.*0x[0-9a-f]* "\\([^"]*\\)".*/\\1/; t; d'"""
+# (as upstream's: `\"` is a quote for sed, and the bracket also leaves out backslashes)
+SED_WINDOW_NAMES = r"""'s/.*0x[0-9a-f]* \"\([^\"]*\)\".*/\1/; t; d'"""
 LIFECYCLE_EVENTS = {"SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME", "GUEST_PANICKED",
                     "GUEST_CRASHLOADED", "WATCHDOG"}
 

@@ -121,3 +121,16 @@ def test_numbers_as_durations_warn_as_upstreams_and_defaults_do_not(tmp_path: Pa
         "sleep(): The 'secs' argument is deprecated. Use 'duration' instead.",
         "retry(): The 'timeout_seconds' argument is deprecated. Use 'timeout' instead.",
     ]
+
+
+def test_window_names_are_cut_out_as_upstreams_sed_does():
+    """get_window_names' sed program, run here on xwininfo-shaped lines: as upstream's, a name
+    holding a backslash is left out (its bracket expression excludes backslashes too)."""
+    import subprocess
+
+    from test_driver.machine.qemu import SED_WINDOW_NAMES
+
+    lines = ('     0x1e00007 "xterm": ("xterm" "XTerm")  484x316+0+0\n'
+             '  0x2 "a\\b": ("x" "y")\n     0x3 (has no name)\n')
+    names = subprocess.run("sed " + SED_WINDOW_NAMES, shell=True, input=lines, capture_output=True, text=True)
+    assert names.stdout == "xterm\n"

@@ -82,5 +82,6 @@ def run_shell(driver: Driver, logger: AbstractLogger) -> None:
     symbols = driver.test_symbols()
     logger.info("interactive shell: " + ", ".join(sorted(symbols)))
     logger.info("test_script() runs the whole script; Ctrl-D, exit() or Ctrl-C twice leave")
-    ptpython.ipython.embed(user_ns=symbols, configure=_leave_on_double_ctrl_c,
-                           history_filename=str(Path.cwd() / HISTORY), title="nixos-test-driver")
+    ptpython.ipython.embed(  # type: ignore[no-untyped-call]
+        user_ns=symbols, configure=_leave_on_double_ctrl_c, history_filename=str(Path.cwd() / HISTORY),
+        title="nixos-test-driver")

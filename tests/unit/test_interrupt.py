@@ -154,3 +154,20 @@ def test_sigterm_says_what_it_was(handlers) -> None:
 def test_safe_points_are_found_in_this_python() -> None:
     """Without them, blocked waits would only be interrupted when they end."""
     assert threading.Condition.wait.__code__ in interrupt._SAFE_POINTS
+
+
+@pytest.mark.parametrize("where", ["main thread", "other thread"])
+def test_die_by_ends_the_process_by_the_signal_from_any_thread(where):
+    """As upstream's driver, which handles none: a parent sees the process killed by the signal
+    even though ours has a handler for it, and from the thread that stops the machines too."""
+    import subprocess
+    import sys
+
+    code = ("import signal, threading, time\nfrom test_driver import interrupt\n"
+            "signal.signal(signal.SIGTERM, lambda *a: print('handler ran'))\n"
+            + ("interrupt.die_by(signal.SIGTERM)\n" if where == "main thread" else
+               "threading.Thread(target=interrupt.die_by, args=(signal.SIGTERM,)).start()\ntime.sleep(5)\n")
+            + "print('still alive')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert result.returncode == -signal.SIGTERM, result
+    assert "still alive" not in result.stdout and "handler ran" not in result.stdout

@@ -20,7 +20,7 @@ FIGURES = {
     "container": {"container_first_succeed_s", "vm_first_succeed_s", "ratio"},
     "parallel": {"sequential_s", "parallel_s", "ratio"},
     "ocr": {"seconds_per_screen", "recall inverted-2x", "recall inverted-3x-threshold", "recall raw",
-            "recall inverted", "recall any variant"},
+            "recall inverted", "recall upstream-light", "recall upstream-dark", "recall any variant"},
     "idle": {"cpu_s_per_vm_minute", "peak_rss_MB"},
     "report": {"succeed_true_ms", "page_MB_10k_commands", "render_s_10k_commands", "chromium_load_s_10k_commands",
                "events_ms_per_command", "overhead_percent"},

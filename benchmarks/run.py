@@ -18,7 +18,8 @@ measured in the same run on the same guest and QEMU flags:
   parallel    two machines each waiting for a condition that holds 2 s later: one after the
               other  vs  driver.parallel (the test symbol parallel)
   ocr         seconds per get_screen_text_variants(); share of words recovered from three
-              VGA console screens of known text, per variant, the raw screenshot and any variant
+              VGA console screens of known text, per variant (the raw screenshot first), any
+              variant, and for comparison pillow's rendering of upstream's two ImageMagick pipelines
   idle        driver CPU seconds per VM-minute idle; driver peak RSS
   report      the HTML report of a run of 10,000 commands: page size, rendering time and
               Chromium's load time (headless --dump-dom); its cost as a share of a run of as many

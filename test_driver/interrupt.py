@@ -146,8 +146,9 @@ class Interrupted(KeyboardInterrupt):
 
 
 def interrupted(signum: int) -> KeyboardInterrupt:
-    """The exception for ``signum``."""
-    return Interrupted(signum)
+    """The exception for ``signum``: Ctrl-C's is a plain KeyboardInterrupt, as Python's own
+    (shells such as IPython show its class name)."""
+    return KeyboardInterrupt() if signum == signal.SIGINT else Interrupted(signum)
 
 
 def install(signums: Iterable[int] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP),

@@ -17,7 +17,7 @@ import tiny
 
 from conftest import processes_mentioning, wait_no_processes
 
-PROMPT = r"In \[\d+\]"  # IPython's, as upstream's shell
+PROMPT = r"In \["  # IPython's prompt (coloured: the number sits between colour codes), as upstream's shell
 
 
 def driver_command(guest, tmp_path: Path, script: str, *args: str) -> list[str]:

@@ -456,7 +456,9 @@ def main() -> None:
             if args.only and name not in args.only:
                 continue
             print(f"running {name} ...", file=sys.stderr, flush=True)
+            tic = time.monotonic()
             run()
+            print(f"  ({name} took {time.monotonic() - tic:.1f} s)", file=sys.stderr, flush=True)
     print(f"guest: {args.guest}")
     print(table(bench.results))
     args.json.write_text(json.dumps(bench.results, indent=2))

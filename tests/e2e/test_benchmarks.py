@@ -30,7 +30,7 @@ FIGURES = {
 def test_benchmark_smoke(tmp_path, private_tmp):
     out = tmp_path / "results.json"
     result = subprocess.run([sys.executable, str(BENCH), "--runs", "1", "--calls", "20", "--idle-seconds", "1",
-                             "--megabytes", "2", "--machines", "1", "2", "--json", str(out)],
+                             "--megabytes", "2", "--machines", "1", "2", "--ocr-screens", "1", "--json", str(out)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     results = json.loads(out.read_text())

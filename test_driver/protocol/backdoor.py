@@ -5,8 +5,11 @@ lines from /dev/hvc0 in raw mode.  After the greeting the driver defines its hel
 shell functions once; from then on a command costs one line out and one reply
 back, with no process exec'ed in the guest beyond what the command itself runs:
 
-    __td_now NONCE $'command' [1]                    (host -> guest, no timeout; 1: own bash)
-    set -m; __td_run NONCE $'command' [1] </dev/null & __td_p=$!; set +m   (with a timeout)
+    __td_now NONCE $'command' [FLAGS]                (host -> guest, no timeout)
+    set -m; __td_run NONCE $'command' [FLAGS] </dev/null & __td_p=$!; set +m   (with a timeout)
+
+FLAGS: ``o``, the command runs in a bash of its own; ``a``, it has a ``&``, so a process
+it leaves behind (a double fork) is looked for among those init adopts.
 
 Replies come on the reply port when the driver added one (a virtio serial port,
 which QEMU throttles instead of dropping output; see the HELPERS' last part): the
@@ -101,12 +104,19 @@ exec {__td_idle}<>"/proc/$$/fd/${__td_pipe[0]}"; exec {__td_pipe[1]}>&-; wait $_
 # init adopted since its children were ADOPTED (a process that left the tree: a double fork) and
 # that started after this shell (not an orphan of an earlier command, which may wait in turn).
 # Each round looks afresh: a holder may fork, or leave the tree, while it is waited for.
+# The usual case costs one read: no job started, and init's children are as they were.
+# (No `local` before `set +eu`: when errexit ends a command inside a function, bash runs the
+# EXIT trap outside any function context, where `local` is an error.)
 __td_drain() {
+  if [[ ${!-} == "${1-}" ]]; then  # (set -u may still be on: the arguments may be empty)
+    [[ ${2-} ]] || return 0
+    __td_kids=; read -r __td_kids < /proc/1/task/1/children || :
+    [[ $__td_kids != "$2" ]] || return 0
+  fi
   set +eu
-  local last=$1 adopted=${2-} out=/proc/$BASHPID/fd/1 p f s t=0 holds known more now since
+  local last=${1-} adopted=${2-} out=/proc/$BASHPID/fd/1 p f s t=0 holds known more now since=
   local -A seen
   [[ -p $out ]] || return 0
-  read -r s < /proc/$BASHPID/stat; s=${s##*) }; set -- $s; since=${20}
   while :; do
     more= holds= seen=()
     [[ ${!-} == "$last" ]] || read -r more < /proc/$BASHPID/task/$BASHPID/children
@@ -114,6 +124,7 @@ __td_drain() {
       read -r now < /proc/1/task/1/children
       [[ $now == "$adopted" ]] || for p in $now; do
         [[ " $adopted " == *" $p "* || $p == "$BASHPID" ]] && continue
+        if [[ ! $since ]]; then read -r s < /proc/$BASHPID/stat; s=${s##*) }; set -- $s; since=${20}; fi
         read -r s < /proc/$p/stat && s=${s##*) } && set -- $s && ((${20} >= since)) && more+=" $p"
       done 2>/dev/null
     fi
@@ -144,8 +155,8 @@ __td_reply() {  # reply to command $1 (status $2) with __td_o less its end marke
     __td_o=${__td_o/"$__td_m"/}; printf 'TD1 %s %d %d\n%s\0' "$1" "$2" "${#__td_o}" "$__td_o"
   fi
 }
-__td_eval() {  # command $1 as upstream's `bash -c 'set -euo pipefail; CMD'` sees it ($2: in a bash of its own)
-  exec <&$__td_in; if [[ ${2-} ]]; then bash -c "set -euo pipefail; $1"
+__td_eval() {  # command $1 as upstream's `bash -c 'set -euo pipefail; CMD'` sees it ($2 holds o: in a bash of its own)
+  exec <&$__td_in; if [[ ${2-} == *o* ]]; then bash -c "set -euo pipefail; $1"
   else BASH_ARGV0=bash; __td_c=$1; set -euo pipefail --; eval "$__td_c"; fi
 }
 __td_now() {
@@ -225,15 +236,22 @@ elif [[ ${__td_port-} ]]; then
   exec {__td_port}>&-
 fi 2>/dev/null
 if [[ $__td_out ]]; then
-__td_now() {  # (init's children are noted first: the stdout is a pipe shared by every command)
-  read -r __td_i < /proc/1/task/1/children
+# __td_adopted FLAGS: init's children as a command starts (the stdout is a pipe shared by every
+# command), if FLAGS hold a: the host asks for it when the command has a `&`, without which a
+# shell command leaves no process behind (a program that daemonizes keeping its stdout would
+# hang upstream's call; that one is not waited for).  Other commands pay nothing for it.
+__td_adopted() {
+  __td_i=; [[ ${1-} != *a* ]] || read -r __td_i < /proc/1/task/1/children
+}
+__td_now() {
+  __td_adopted "${3-}"
   ( exec {__td_alive}>&- {__td_fd}>&-
     trap "printf '\\0TD0 %s\\n' $1 >&$__td_out; __td_drain ${!-} '$__td_i'" EXIT
     __td_eval "$2" ${3-} ) >&$__td_out
   printf '\0TD2 %s %d\n' "$1" $? >&$__td_out
 }
 __td_run() {
-  exec {__td_alive}>&- {__td_fd}>&-; read -r __td_i < /proc/1/task/1/children
+  exec {__td_alive}>&- {__td_fd}>&-; __td_adopted "${3-}"
   ( set -m; (export __TD_TAG=$1; trap "printf '\\0TD0 %s\\n' $1 >&$__td_out; __td_drain ${!-} '$__td_i'" EXIT
              __td_eval "$2" ${3-}) & wait $!
   ) >&$__td_out
@@ -305,16 +323,17 @@ class Backdoor:
         nonce = secrets.token_hex(8)
         quoted = ansi_c_quote(command)
         self.issued[nonce] = time.monotonic()
-        own = " 1" if OWN_SHELL.search(command) else ""
-        line = (f"set -m; __td_run {nonce} {quoted}{own} </dev/null & __td_p=$!; set +m" if interruptible
-                else f"__td_now {nonce} {quoted}{own}")
+        flags = ("o" if OWN_SHELL.search(command) else "") + ("a" if "&" in command else "")
+        flags = f" {flags}" if flags else ""
+        line = (f"set -m; __td_run {nonce} {quoted}{flags} </dev/null & __td_p=$!; set +m" if interruptible
+                else f"__td_now {nonce} {quoted}{flags}")
         self.send(line.encode() + b"\n")
         return nonce
 
     def start(self, command: str) -> None:
         """Start ``command`` in the guest in the background, its output discarded: nothing
         of it comes back, so it cannot mix with the replies of the commands that follow."""
-        own = " 1" if OWN_SHELL.search(command) else ""
+        own = " o" if OWN_SHELL.search(command) else ""
         self.send(f"__td_bg {ansi_c_quote(command)}{own}\n".encode())
 
     def interrupt(self, nonce: str, signal: str = "TERM") -> None:

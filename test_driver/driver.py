@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 from . import interrupt
 from .config import DriverConfiguration, NspawnMachineConfiguration, QemuMachineConfiguration
 from .debug import Debug
-from .duration import Duration, warn_old_argument
+from .duration import FIFTEEN_MINUTES, Duration, warn_old_argument
 from .errors import DriverError, MachineError, MachineStopped, RequestedAssertionFailed
 from .logger import AbstractLogger, CompositeLogger, TerminalLogger
 from .machine import BaseMachine, Machine, MachineDeprecationWrapper, NspawnMachine, PostMortem, QemuMachine, retry
@@ -531,16 +531,14 @@ class Driver:
                     timeout = timeout_seconds
                 what = self.condition.description
 
-                def attempt(last: bool) -> bool:
-                    if last:
-                        driver.logger.info(f"Last chance for {what}")
+                def attempt(_remaining: float | None) -> bool:
                     holds = self.condition.check(force=True)
-                    if not holds and not last:
+                    if not holds:
                         driver.logger.info(f"({what} failure not fatal yet)")
                     return holds
 
                 with driver.logger.nested(f"waiting for {what}"):
-                    retry(attempt, timeout=timeout)  # none: 15 minutes, as retry()
+                    retry(attempt, timeout=FIFTEEN_MINUTES if timeout is None else timeout)
 
         return Poll if fun_ is None else Poll(fun_)
 

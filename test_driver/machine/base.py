@@ -11,10 +11,11 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..deadline import Deadline, Duration, seconds
+from ..deadline import Duration, attempts, seconds
 from ..duration import FIFTEEN_MINUTES, warn_if_number, warn_old_argument
 from ..errors import RequestedAssertionFailed, WaitTimeout
 from ..logger import AbstractLogger
@@ -23,36 +24,40 @@ from ..logger import AbstractLogger
 EVENT_OUTPUT = 65536
 """A command's event keeps the first this many characters of its output."""
 
-DEFAULT_WAIT = FIFTEEN_MINUTES.total_seconds()
-"""Seconds a wait (``retry``, ``wait_for_*``) lasts when given no timeout, as upstream."""
-
-
-def wait_until(check: Callable[[bool], Any], timeout: Duration | None, what: str | None,
+def wait_until(check: Callable[[float | None], Any], timeout: Duration | None, what: str | None,
                last_state: Callable[[], str | None] = lambda: None, pause: float = 0.1) -> None:
-    """Upstream's retry loop: ``check(False)`` until it returns something true or
-    ``timeout`` (None: 15 minutes) has passed, then one last ``check(True)``; a probe
-    is never cut short by the deadline.  Pauses start at ``pause`` and double up to
-    1 s.  Raises ``WaitTimeout`` saying what was awaited and the last state seen."""
-    limit = DEFAULT_WAIT if timeout is None else seconds(timeout) or 0.0
+    """Call ``check(remaining)`` until it returns something true, as nixpkgs' ``retry``:
+    ``remaining`` is the seconds left (``None`` when ``timeout`` is ``None``: no limit),
+    and a probe must not outlive it (``probe_timeout``).  No call starts after the
+    deadline, and a zero timeout makes none.  Pauses start at ``pause`` and double up
+    to 1 s.  Raises ``WaitTimeout`` saying what was awaited and the last state seen."""
     tic = time.monotonic()
-    while time.monotonic() - tic < limit:
-        if check(False):
+    for remaining in attempts(timeout, pause):
+        if check(remaining):
             return
-        time.sleep(max(0.0, min(pause, limit - (time.monotonic() - tic))))
-        pause = min(pause * 2, 1.0)
-    if not check(True):
-        raise WaitTimeout(what, limit, last_state(), elapsed=time.monotonic() - tic)
+    raise WaitTimeout(what, seconds(timeout) or 0.0, last_state(), elapsed=time.monotonic() - tic)
 
 
-def retry(fn: Callable[[bool], Any], timeout_seconds: Duration | None = None,
-          timeout: Duration | None = None) -> None:
-    """Call ``fn(False)`` once a second until it returns something true; when
-    ``timeout`` (seconds or ``timedelta``; None: 15 minutes) has passed, make one
-    last call, ``fn(True)``, so a zero timeout still makes one.  Raises
-    ``RequestedAssertionFailed`` (a ``WaitTimeout``: "action timed out after ...")
-    if that is false too.  ``timeout_seconds`` is the older name of ``timeout``."""
+def probe_timeout(remaining: float | None, cap: Duration | None = None) -> timedelta | None:
+    """The time limit of one probe: the ``remaining`` seconds of its wait, or ``cap``
+    when that is less (``None`` for either: no limit from it)."""
+    limits = [limit for limit in (remaining, seconds(cap)) if limit is not None]
+    return timedelta(seconds=min(limits)) if limits else None
+
+
+def retry(fn: Callable[[float | None], Any], timeout_seconds: Duration | None = None,
+          timeout: Duration | None = FIFTEEN_MINUTES) -> None:
+    """Call ``fn(remaining)`` about once a second until it returns something true.
+
+    ``remaining`` is the seconds left of ``timeout`` (a ``timedelta``, 15 minutes by
+    default), or ``None`` when ``timeout`` is ``None``: then there is no limit.  No
+    call starts once the time is up, so a zero timeout makes none; a call still
+    running at the deadline is the last.  Then ``RequestedAssertionFailed`` is
+    raised (a ``WaitTimeout``: "action timed out after ...").  A call that takes a
+    second or more is followed at once.  ``timeout_seconds`` is the older name of
+    ``timeout``."""
     if timeout_seconds is not None:
-        if timeout is not None:
+        if timeout is not FIFTEEN_MINUTES:
             raise TypeError("retry() takes 'timeout' or the older 'timeout_seconds', not both")
         warn_old_argument(timeout_seconds, "retry", "timeout_seconds", "timeout")
         timeout = timeout_seconds
@@ -108,11 +113,18 @@ class BaseMachine(ABC):
         """Log a line as serial console output of this machine."""
         self.logger.log_serial(msg, self.name)
 
-    def _poll_until(self, check: Callable[[bool], Any], timeout: Duration | None, what: str,
-                    last_state: Callable[[], str | None] = lambda: None, pause: float = 0.1) -> None:
-        """``wait_until``, shown as it goes on a terminal: "NAME: waiting for WHAT, N s, STATE"."""
+    def _poll_until(self, check: Callable[[float | None], Any], timeout: Duration | None, what: str,
+                    last_state: Callable[[], str | None] = lambda: None, pause: float = 0.1,
+                    last_words: Callable[[], str] | None = None) -> None:
+        """``wait_until``, shown as it goes on a terminal: "NAME: waiting for WHAT, N s, STATE";
+        ``last_words()`` is logged when the time is up (upstream's "Last chance ..." lines)."""
         with self.logger.activity(f"{self.name}: waiting for {what}", last_state):
-            wait_until(check, timeout, what, last_state, pause)
+            try:
+                wait_until(check, timeout, what, last_state, pause)
+            except WaitTimeout:
+                if last_words is not None:
+                    self.log(last_words())
+                raise
 
     def run_callbacks(self) -> None:
         """Run the callbacks due before each command (the active polling conditions)."""
@@ -205,26 +217,26 @@ class BaseMachine(ABC):
         output = ""
         status = -1
 
-        def check(_last_try: bool) -> bool:
+        def check(remaining: float | None) -> bool:
             nonlocal output, status
-            # as upstream, an attempt may take the whole timeout (unless attempt_timeout says less)
-            status, output = self.execute(command, timeout=timeout if attempt_timeout is None
-                                          else attempt_timeout)
+            # an attempt may take what is left of the timeout, or attempt_timeout if less
+            status, output = self.execute(command, timeout=probe_timeout(remaining, attempt_timeout))
             return (status == 0) == want_success
 
-        # attempts 1 s apart, as upstream's: the command is the script's, and may count
+        # attempts start 1 s apart, as upstream's: the command is the script's, and may count
         self._poll_until(check, timeout, f"`{command}` to {'succeed' if want_success else 'fail'}",
                          lambda: f"exit status {status}, output {output[-200:]!r}", pause=1.0)
         return output
 
     def wait_until_succeeds(self, command: str, timeout: Duration = FIFTEEN_MINUTES,
                             attempt_timeout: Duration | None = None) -> str:
-        """Repeat ``command`` (a second apart) until it succeeds; return its output.
+        """Repeat ``command`` until it succeeds; return its output.
 
-        Attempts start until ``timeout`` has passed, then one last attempt is made,
-        as upstream's.  Each attempt may take ``timeout`` itself, or
-        ``attempt_timeout`` when given (a command still running then is stopped,
-        status 124, and tried again)."""
+        Attempts start a second apart (at once after one that took longer) until
+        ``timeout`` has passed.  Each attempt may take what is left of ``timeout``,
+        or ``attempt_timeout`` when that is less: a command still running then is
+        stopped (status 124) and tried again, so the call ends at ``timeout``.  A
+        ``None`` timeout waits without limit."""
         warn_if_number(timeout, "wait_until_succeeds")
         with self.nested(f"waiting for success: {command}"):
             return self._wait_until(command, True, timeout, attempt_timeout)
@@ -252,11 +264,14 @@ class BaseMachine(ABC):
     # --- systemd ---------------------------------------------------------------------
     def systemctl(self, q: str, user: str | None = None) -> tuple[int, str]:
         """Run ``systemctl q`` (``systemctl --user q`` as ``user`` if given); return (status, output)."""
+        return self._systemctl(q, user, FIFTEEN_MINUTES)
+
+    def _systemctl(self, q: str, user: str | None, timeout: Duration | None) -> tuple[int, str]:
         if user is not None:
             q = q.replace("'", "\\'")
             return self.execute(f"su -l {user} --shell /bin/sh -c "
-                                f"$'XDG_RUNTIME_DIR=/run/user/`id -u` systemctl --user {q}'")
-        return self.execute(f"systemctl {q}")
+                                f"$'XDG_RUNTIME_DIR=/run/user/`id -u` systemctl --user {q}'", timeout=timeout)
+        return self.execute(f"systemctl {q}", timeout=timeout)
 
     def get_unit_info(self, unit: str, user: str | None = None) -> dict[str, str]:
         """All properties of a systemd unit, from ``systemctl show``."""
@@ -269,7 +284,10 @@ class BaseMachine(ABC):
 
     def get_unit_property(self, unit: str, property: str, user: str | None = None) -> str:
         """The value of one property of a systemd unit."""
-        status, output = self.systemctl(f'--no-pager show "{unit}" --property="{property}"', user)
+        return self._unit_property(unit, property, user, FIFTEEN_MINUTES)
+
+    def _unit_property(self, unit: str, property: str, user: str | None, timeout: Duration | None) -> str:
+        status, output = self._systemctl(f'--no-pager show "{unit}" --property="{property}"', user, timeout)
         if status != 0:
             raise RequestedAssertionFailed(f'retrieving systemctl property "{property}" for unit "{unit}"'
                                            + (f' under user "{user}"' if user else "")
@@ -285,14 +303,15 @@ class BaseMachine(ABC):
         warn_if_number(timeout, "wait_for_unit")
         state = "unknown"
 
-        def check_active(_last_try: bool) -> bool:
+        def check_active(remaining: float | None) -> bool:
             nonlocal state
-            state = self.get_unit_property(unit, "ActiveState", user)
+            state = self._unit_property(unit, "ActiveState", user, probe_timeout(remaining))
             if state == "failed":
                 raise RequestedAssertionFailed(f'unit "{unit}" reached state "{state}"')
             if state == "inactive":
-                _, jobs = self.systemctl("list-jobs --full 2>&1", user)
-                if "No jobs" in jobs and self.get_unit_property(unit, "ActiveState", user) == "inactive":
+                _, jobs = self._systemctl("list-jobs --full 2>&1", user, probe_timeout(remaining))
+                if "No jobs" in jobs and \
+                        self._unit_property(unit, "ActiveState", user, probe_timeout(remaining)) == "inactive":
                     raise RequestedAssertionFailed(f'unit "{unit}" is inactive and there are no pending jobs')
             return state == "active"
 
@@ -306,9 +325,9 @@ class BaseMachine(ABC):
         ``activating``, ``reloading``, ``deactivating``, ``failed``)."""
         seen = "unknown"
 
-        def reached(_last_try: bool) -> bool:
+        def reached(remaining: float | None) -> bool:
             nonlocal seen
-            seen = self.get_unit_property(unit, "ActiveState", user)
+            seen = self._unit_property(unit, "ActiveState", user, probe_timeout(remaining))
             return seen == state
 
         with self.nested(f"waiting for unit {unit} to be {state}" + (f" with user {user}" if user else "")):
@@ -338,8 +357,9 @@ class BaseMachine(ABC):
     # --- files and ports -------------------------------------------------------------
     def _wait_for_status(self, command: str, want_zero: bool, what: str, timeout: Duration) -> None:
         with self.nested(f"waiting for {what}"):
-            # each probe has execute's own bound, as upstream's: never cut short by the wait
-            self._poll_until(lambda _last_try: (self.execute(command)[0] == 0) == want_zero, timeout,
+            # each probe is bounded by what is left of the wait, as nixpkgs' newest
+            self._poll_until(lambda remaining: (self.execute(command, timeout=probe_timeout(remaining))[0] == 0)
+                             == want_zero, timeout,
                              what, lambda: f"`{command}` still {'fails' if want_zero else 'succeeds'}")
 
     def wait_for_file(self, filename: str, timeout: Duration = FIFTEEN_MINUTES) -> None:
@@ -409,7 +429,11 @@ class BaseMachine(ABC):
 
     def get_tty_text(self, tty: int | str) -> str:
         """The text visible on virtual terminal ``tty`` (e.g. 1 or "1")."""
-        return self.execute(f"fold -w$(stty -F /dev/tty{tty} size | awk '{{print $2}}') /dev/vcs{tty}")[1]
+        return self._tty_text(tty, FIFTEEN_MINUTES)
+
+    def _tty_text(self, tty: int | str, timeout: Duration | None) -> str:
+        return self.execute(f"fold -w$(stty -F /dev/tty{tty} size | awk '{{print $2}}') /dev/vcs{tty}",
+                            timeout=timeout)[1]
 
     def wait_until_tty_matches(self, tty: int | str, regexp: str, timeout: Duration = FIFTEEN_MINUTES) -> None:
         """Wait until the text on virtual terminal ``tty`` matches ``regexp``."""
@@ -417,16 +441,16 @@ class BaseMachine(ABC):
         matcher = re.compile(regexp)
         text = ""
 
-        def matches(last_try: bool) -> bool:
+        def matches(remaining: float | None) -> bool:
             nonlocal text
-            text = self.get_tty_text(tty)
-            if last_try:
-                self.log(f"Last chance to match /{regexp}/ on TTY{tty}, which currently contains: {text}")
+            text = self._tty_text(tty, probe_timeout(remaining))
             return matcher.search(text) is not None
 
         with self.nested(f"waiting for {regexp} to appear on tty {tty}"):
             self._poll_until(matches, timeout, f"/{regexp}/ on tty{tty}",
-                             lambda: f"tty shows {text[-300:]!r}")
+                             lambda: f"tty shows {text[-300:]!r}",
+                             last_words=lambda: f"Last chance to match /{regexp}/ on TTY{tty}, "
+                                                f"which currently contains: {text}")
 
     def dump_tty_contents(self, tty: int | str) -> None:
         """Send the contents of virtual terminal ``tty`` to the machine's journal, as

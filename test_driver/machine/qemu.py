@@ -29,7 +29,7 @@ from ..protocol.backdoor import Backdoor
 from ..protocol.monitor import Monitor
 from ..protocol.qmp import QMPClient
 from ..protocol.stream import Stream, StreamEOF
-from .base import BaseMachine
+from .base import BaseMachine, probe_timeout
 from .start_command import ALIVE_PORT_ID, Sockets, StartCommand, shell_socketpair
 from .supervisor import Channel, Exit, Supervisor
 
@@ -744,17 +744,15 @@ class QemuMachine(BaseMachine):
         warn_if_number(timeout, "wait_for_text")
         texts: list[str] = []
 
-        def matches(last_try: bool) -> bool:
+        def matches(_remaining: float | None) -> bool:
             nonlocal texts
             texts = self._ocr()
-            found = any(re.search(regex, text) for text in texts)
-            if last_try and not found:
-                self.log(f"Last OCR attempt failed. Text was: {texts}")
-            return found
+            return any(re.search(regex, text) for text in texts)
 
         with self.nested(f"waiting for {regex} to appear on screen"):
             self._poll_until(matches, timeout, f"/{regex}/ on the screen",
-                             lambda: f"OCR read {texts[0][-300:] if texts else ''!r}")
+                             lambda: f"OCR read {texts[0][-300:] if texts else ''!r}",
+                             last_words=lambda: f"Last OCR attempt failed. Text was: {texts}")
 
     # --- X11 (as upstream: through the backdoor and xwininfo) ------------------------------
     def wait_for_x(self, timeout: Duration = FIFTEEN_MINUTES) -> None:
@@ -762,9 +760,10 @@ class QemuMachine(BaseMachine):
         warn_if_number(timeout, "wait_for_x")
         # Two commands, as upstream's; grep reads the whole journal (`grep -q` would stop at the
         # match and leave journalctl failing on a closed pipe, a failed probe under pipefail).
-        def x_runs(_last_try: bool) -> bool:
-            return (self.execute('journalctl -b SYSLOG_IDENTIFIER=systemd | grep "Reached target Current graphical"')[0]
-                    == 0 and self.execute("[ -e /tmp/.X11-unix/X0 ]")[0] == 0)
+        def x_runs(remaining: float | None) -> bool:
+            return (self.execute('journalctl -b SYSLOG_IDENTIFIER=systemd | grep "Reached target Current graphical"',
+                                 timeout=probe_timeout(remaining))[0] == 0
+                    and self.execute("[ -e /tmp/.X11-unix/X0 ]", timeout=probe_timeout(remaining))[0] == 0)
 
         with self.nested("waiting for the X11 server"):
             self._poll_until(x_runs, timeout, "the X11 server",
@@ -772,8 +771,10 @@ class QemuMachine(BaseMachine):
 
     def get_window_names(self) -> list[str]:
         """Names of the X11 windows (``xwininfo -root -tree``)."""
-        return self.succeed(
-            "xwininfo -root -tree | sed " + SED_WINDOW_NAMES).splitlines()
+        return self._window_names(None)
+
+    def _window_names(self, timeout: Duration | None) -> list[str]:
+        return self.succeed("xwininfo -root -tree | sed " + SED_WINDOW_NAMES, timeout=timeout).splitlines()
 
     def wait_for_window(self, regexp: str, timeout: Duration = FIFTEEN_MINUTES) -> None:
         """Wait until an X11 window whose name matches ``regexp`` exists."""
@@ -781,17 +782,16 @@ class QemuMachine(BaseMachine):
         pattern = re.compile(regexp)
         names: list[str] = []
 
-        def visible(last_try: bool) -> bool:
+        def visible(remaining: float | None) -> bool:
             nonlocal names
-            names = self.get_window_names()
-            if last_try:
-                self.log(f"Last chance to match {regexp} on the window list, which currently contains: "
-                         + ", ".join(names))
+            names = self._window_names(probe_timeout(remaining))
             return any(pattern.search(name) for name in names)
 
         with self.nested("waiting for a window to appear"):
             self._poll_until(visible, timeout, f"a window matching /{regexp}/",
-                             lambda: f"windows: {', '.join(names) or 'none'}")
+                             lambda: f"windows: {', '.join(names) or 'none'}",
+                             last_words=lambda: f"Last chance to match {regexp} on the window list, "
+                                                f"which currently contains: {', '.join(names)}")
 
     # --- networking and interactive use -----------------------------------------------------
     def forward_port(self, host_port: int = 8080, guest_port: int = 80) -> None:

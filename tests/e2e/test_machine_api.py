@@ -276,15 +276,17 @@ def test_retry(debian_vm):
     from test_driver.machine import retry
 
     _, deb, _ = debian_vm
-    seen: list[bool] = []
+    seen: list[float | None] = []
     deb.succeed("rm -f /tmp/flag; (sleep 1.5; touch /tmp/flag) >/dev/null 2>&1 &")
-    retry(lambda last_try: seen.append(last_try) or deb.execute("test -e /tmp/flag")[0] == 0, timeout=30)
-    assert len(seen) >= 2 and not any(seen)  # a second apart, each told it is not the last
-    told: list[bool] = []
+    retry(lambda remaining: seen.append(remaining) or deb.execute("test -e /tmp/flag")[0] == 0,
+          timeout=datetime.timedelta(seconds=30))
+    assert len(seen) >= 2 and all(r is not None and 0 < r <= 30 for r in seen), seen
+    told: list[float | None] = []
 
-    def last_try_sees_the_guest(last_try):  # the last call, after the deadline, still reaches the guest
-        told.append(last_try)
-        return last_try and deb.execute("true")[0] == 0
+    def never(remaining: float | None) -> bool:  # each call may use the guest until its remaining seconds
+        told.append(remaining)
+        return deb.execute("false", timeout=datetime.timedelta(seconds=remaining or 1))[0] == 0
 
-    retry(last_try_sees_the_guest, timeout_seconds=0.5)
-    assert told == [False, True]
+    with pytest.raises(RequestedAssertionFailed):
+        retry(never, timeout=datetime.timedelta(seconds=1.5))
+    assert len(told) == 2 and all(r is not None and 0 < r <= 1.5 for r in told), told

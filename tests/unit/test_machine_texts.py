@@ -69,22 +69,39 @@ def test_get_unit_property_failures_as_upstream(tmp_path: Path):
         garbled.get_unit_property("x.service", "ActiveState")
 
 
-def test_each_attempt_of_wait_until_succeeds_may_take_the_whole_timeout(tmp_path: Path):
+def test_an_attempt_of_wait_until_succeeds_gets_what_is_left_or_attempt_timeout(tmp_path: Path):
     results = iter([(1, "no"), (0, "yes\n")])
     m = Scripted(tmp_path, lambda command: next(results))
-    assert m.wait_until_succeeds("probe", timeout=30) == "yes\n"
-    assert m.asked == [("probe", 30), ("probe", 30)]
+    assert m.wait_until_succeeds("probe", timeout=dt.timedelta(seconds=30)) == "yes\n"
+    (first, bound1), (second, bound2) = m.asked
+    assert first == second == "probe"
+    assert isinstance(bound1, dt.timedelta) and isinstance(bound2, dt.timedelta)
+    assert 29 < bound1.total_seconds() <= 30 and 28 < bound2.total_seconds() < 29.5, m.asked
     m.asked.clear()
     results = iter([(0, "yes\n")])
-    m.wait_until_succeeds("probe", timeout=30, attempt_timeout=dt.timedelta(seconds=2))
+    m.wait_until_succeeds("probe", timeout=dt.timedelta(seconds=30), attempt_timeout=dt.timedelta(seconds=2))
     assert m.asked == [("probe", dt.timedelta(seconds=2))]
+    m.asked.clear()
+    results = iter([(0, "yes\n")])
+    m.wait_until_succeeds("probe", timeout=None)
+    assert m.asked == [("probe", None)]  # no limit at all
 
 
-def test_a_probe_is_never_cut_by_the_waits_deadline(tmp_path: Path):
+def test_a_probe_is_bounded_by_what_is_left_of_the_wait(tmp_path: Path):
+    m = Scripted(tmp_path, lambda command: (0, "ActiveState=active\n"))
+    m.wait_for_open_port(80, timeout=dt.timedelta(seconds=5))
+    m.wait_for_file("/x", timeout=dt.timedelta(seconds=5))
+    m.wait_for_unit("x", timeout=dt.timedelta(seconds=5))
+    m.wait_until_tty_matches(1, "Active", timeout=dt.timedelta(seconds=5))
+    bounds = [timeout for _, timeout in m.asked]
+    assert len(bounds) == 4 and all(isinstance(b, dt.timedelta) and 4 < b.total_seconds() <= 5 for b in bounds), bounds
+
+
+def test_a_zero_timeout_makes_no_probe(tmp_path: Path):
     m = Scripted(tmp_path, lambda command: (0, ""))
-    m.wait_for_open_port(80, timeout=1)
-    m.wait_for_file("/x", timeout=1)
-    assert [timeout for _, timeout in m.asked] == [dt.timedelta(minutes=15)] * 2  # execute's own default, as upstream's
+    with pytest.raises(RequestedAssertionFailed):
+        m.wait_for_file("/x", timeout=dt.timedelta(0))
+    assert m.asked == []
 
 
 DEPRECATED = "(): passing a bare int/float as a duration is deprecated. Use datetime.timedelta instead."
@@ -109,14 +126,14 @@ def test_numbers_as_durations_warn_as_upstreams_and_defaults_do_not(tmp_path: Pa
         m.wait_until_succeeds("true", timeout=5)
         m.wait_for_open_port(80, timeout=5)
         m.sleep(1)
-        retry(lambda _last: True, timeout_seconds=5)
+        retry(lambda _remaining: True, timeout_seconds=5)
     texts = [str(w.message) for w in caught]
     assert all(w.category is UserWarning for w in caught)
     assert texts == [
         "execute" + DEPRECATED,
         "succeed" + DEPRECATED, "execute" + DEPRECATED,
         "wait_for_unit" + DEPRECATED,
-        "wait_until_succeeds" + DEPRECATED, "execute" + DEPRECATED,  # its attempts pass it on, as upstream's
+        "wait_until_succeeds" + DEPRECATED,  # its attempts get what is left, a timedelta
         "wait_for_open_port" + DEPRECATED,
         "sleep(): The 'secs' argument is deprecated. Use 'duration' instead.",
         "retry(): The 'timeout_seconds' argument is deprecated. Use 'timeout' instead.",

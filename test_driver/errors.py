@@ -13,7 +13,8 @@ wait that ran out) are ``RequestedAssertionFailed``.
          ├─ GlobalTimeout               the whole test ran past --global-timeout
          └─ MachineError                (upstream) something went wrong with a machine
              ├─ MachineStopped              the machine is not running while a call needed it
-             │   └─ MachineCrashed              it died unexpectedly; carries the post-mortem
+             │   ├─ MachineCrashed              it died unexpectedly; carries the post-mortem
+             │   └─ UnexpectedShutdown          the guest powered itself off, unasked
              ├─ BackdoorError               the guest's root shell broke the protocol
              └─ QMPError                    the QMP connection failed
                  └─ QMPAPIError                 QEMU answered a QMP command with an error
@@ -99,6 +100,12 @@ class MachineCrashed(MachineStopped):
         if self.post_mortem is not None:
             text += "\n" + self.post_mortem.summary()
         return text
+
+
+class UnexpectedShutdown(MachineStopped):
+    """The guest powered itself off (or reset without ``allow_reboot``) while no shutdown
+    was asked for: every command fails until the script says it expected it
+    (``wait_for_shutdown()``) or starts the machine again."""
 
 
 class BackdoorError(MachineError):

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..deadline import Deadline, Duration, seconds, wait_for
-from ..errors import MachineCrashed, MachineError, MachineStopped, NotForContainers, WaitTimeout
+from ..errors import MachineCrashed, MachineError, MachineStopped, NotForContainers, UnexpectedShutdown, WaitTimeout
 from ..logger import AbstractLogger
 from .base import BaseMachine
 from .qemu import SERIAL_TAIL, PostMortem
@@ -273,7 +273,7 @@ class NspawnMachine(BaseMachine):
             return
         probe = self._nsenter(["/bin/sh", "-c", "systemctl show --property=Version >/dev/null 2>&1"])
 
-        def answers(_last_try: bool) -> bool:
+        def answers(_remaining: float | None) -> bool:
             self._raise_if_stopped()
             return subprocess.run(probe, stdin=subprocess.DEVNULL, env={"PATH": PROBE_PATH}).returncode == 0
 
@@ -337,12 +337,18 @@ class NspawnMachine(BaseMachine):
         """The supervisor saw the start script end (from its thread)."""
         with self.lock:
             expected = self.expect_exit
-            cause = f"crashed: the container's init died; systemd-nspawn {exit.describe()}"
+            powered_off = exit.signal is None and exit.returncode == 0  # its systemd halted, unasked
+            cause = (f"crashed: the container's init died; systemd-nspawn {exit.describe()}" if not powered_off
+                     else "shut itself down (systemd-nspawn exited with status 0) while no shutdown() was "
+                          "asked for; its commands fail from now on. If the test expects this shutdown, say "
+                          f"so with {self.name}.wait_for_shutdown(): the next command then starts it again. "
+                          "Last console lines:\n" + "\n".join(f"    | {line}" for line in list(self.serial_tail)[-10:]))
             self.post_mortem = PostMortem(self.name, cause, exit, list(self.serial_tail), [],
                                           self.running_command)
-            if not expected:  # on disk before any waiter wakes up with the error that points to it
+            if not expected and not powered_off:  # on disk before any waiter wakes up with the error
                 (self.out_dir / f"{self.name}-post-mortem.txt").write_text(self.post_mortem.summary() + "\n")
             self.stopped = (MachineStopped(self.name, "was shut down") if expected
+                            else UnexpectedShutdown(self.name, cause, self.post_mortem) if powered_off
                             else MachineCrashed(self.name, cause, self.post_mortem))
             self.booted, self.connected, self.init_pid = False, False, None
             self.lock.notify_all()
@@ -351,6 +357,9 @@ class NspawnMachine(BaseMachine):
             _kill_group(proc, signal.SIGKILL)
         if expected:
             self.log(f"container stopped: systemd-nspawn {exit.describe()}")
+            return
+        if powered_off:
+            self.logger.warning(f"machine {self.name!r} {cause}", {"machine": self.name})
             return
         self.logger.report_error(self.post_mortem.summary(), {"machine": self.name})
         self.logger.event("crash", machine=self.name, cause=cause, exit=exit.describe(),
@@ -372,6 +381,10 @@ class NspawnMachine(BaseMachine):
         as long as it takes); does not stop it."""
         if self.supervisor is None:
             return
+        with self.lock:
+            if not self.booted and isinstance(self.stopped, (MachineCrashed, UnexpectedShutdown)):
+                self.log(f"the awaited shutdown had already happened: {self.stopped.cause.splitlines()[0]}")
+                self.stopped = MachineStopped(self.name, "was shut down")
         with self.nested("waiting for the container to power off"):
             with self.lock:
                 expected, self.expect_exit = self.expect_exit, True
@@ -418,8 +431,9 @@ class NspawnMachine(BaseMachine):
         """Run ``command`` as upstream: ``(status, stdout)`` whatever ``check_return`` and
         ``check_output`` say; past ``timeout`` its processes are stopped (TERM, KILL two
         seconds later) and ``subprocess.TimeoutExpired`` is raised."""
-        with self.lock:  # after a crash commands fail until start(); after a shutdown they start it again
-            if isinstance(self.stopped, MachineCrashed):
+        with self.lock:  # after a crash or an unasked shutdown commands fail until start() (or an
+            # awaiting wait_for_shutdown()); after an asked-for shutdown they start it again
+            if isinstance(self.stopped, (MachineCrashed, UnexpectedShutdown)):
                 raise self.stopped
         if not self.connected:
             self.connect()
@@ -447,7 +461,7 @@ class NspawnMachine(BaseMachine):
                                  "systemd-nspawn to end", lambda: "it still runs")
                     except WaitTimeout:
                         pass
-                if isinstance(self.stopped, MachineCrashed):
+                if isinstance(self.stopped, (MachineCrashed, UnexpectedShutdown)):
                     raise self.stopped
         finally:
             with self.lock:

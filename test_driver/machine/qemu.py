@@ -21,7 +21,8 @@ from typing import Any, Callable
 from ..deadline import Deadline, Duration, seconds, wait_for
 from ..duration import FIFTEEN_MINUTES, warn_if_number
 from ..efi import EfiVariable, EfiVars
-from ..errors import BackdoorError, MachineCrashed, MachineError, MachineStopped, QMPError, WaitTimeout
+from ..errors import (BackdoorError, MachineCrashed, MachineError, MachineStopped, QMPError, UnexpectedShutdown,
+                      WaitTimeout)
 from ..keys import key_for
 from ..logger import AbstractLogger
 from ..ocr import RAW, VARIANTS, text_variants
@@ -346,8 +347,11 @@ class QemuMachine(BaseMachine):
                                           self.running_command, self._panic_screenshot)
             if crashed:
                 self.stopped = MachineCrashed(self.name, cause, self.post_mortem)
+            elif not expected:
+                self.stopped = UnexpectedShutdown(self.name, self._unasked_shutdown(shutdown or {}, reason),
+                                                  self.post_mortem)
             else:
-                self.stopped = MachineStopped(self.name, cause if not expected else "was shut down")
+                self.stopped = MachineStopped(self.name, "was shut down")
             self.booted = self.connected = False
             self.pid = None
             self.lock.notify_all()
@@ -364,12 +368,25 @@ class QemuMachine(BaseMachine):
                               running_command=self.post_mortem.running_command)
             for listener in self.crash_listeners:
                 listener(self, self.post_mortem)
+        elif not expected:
+            self.logger.warning(str(self.stopped), {"machine": self.name})
         else:
             self.log(f"QEMU {exit.describe()}")
         if self.restarting and delay is not None:
             self._restart_thread = threading.Thread(target=self._restart, args=(delay,),
                                                     name=f"restart-{self.name}", daemon=True)
             self._restart_thread.start()
+
+    def _unasked_shutdown(self, event: dict[str, Any], reason: str) -> str:
+        """Why the next command fails: the guest went down by itself (called with the lock)."""
+        stamp = event.get("timestamp", {})
+        when = stamp.get("seconds", 0) + stamp.get("microseconds", 0) / 1e6
+        at = f" at {time.strftime('%H:%M:%S', time.localtime(when))}.{int(when * 1000) % 1000:03d}" if when else ""
+        tail = "\n".join(f"    | {line}" for line in list(self.serial_tail)[-10:])
+        return (f"shut itself down (QMP SHUTDOWN event{at}, reason {reason or 'unknown'}) while no "
+                f"shutdown(), crash() or reboot() was asked for; its commands fail from now on. "
+                f"If the test expects this shutdown, say so with {self.name}.wait_for_shutdown(): "
+                f"the next command then boots it again. Last console lines:\n{tail}")
 
     def _restart(self, delay: float) -> None:
         try:
@@ -414,7 +431,7 @@ class QemuMachine(BaseMachine):
         with self.lock:
             wait_for(self.lock, lambda: not self.restarting, Deadline(timeout),
                      "the machine to be restarted after its crash")
-            if isinstance(self.stopped, MachineCrashed) and not self.booted:
+            if isinstance(self.stopped, (MachineCrashed, UnexpectedShutdown)) and not self.booted:
                 raise self.stopped
             exiting = self.booted and self.expect_exit
         if exiting:  # a reboot without allow_reboot: QEMU exits first, then starts anew
@@ -524,8 +541,13 @@ class QemuMachine(BaseMachine):
     def wait_for_shutdown(self, timeout: Duration | None = None) -> None:
         """Wait until QEMU has exited (at most ``timeout`` seconds; ``None``, the default, as
         upstream: as long as it takes, a crash still ends the wait at once); does not start a shutdown.
-        A death awaited here is not an error, whatever its cause."""
+        A death awaited here is not an error, whatever its cause, even one that came
+        before this call: the next command starts the machine again."""
         if not self.booted or self.supervisor is None:
+            with self.lock:
+                if isinstance(self.stopped, (MachineCrashed, UnexpectedShutdown)):
+                    self.log(f"the awaited shutdown had already happened: {self.stopped.cause.splitlines()[0]}")
+                    self.stopped = MachineStopped(self.name, "was shut down")
             return
         with self.lock:
             expected, self.expect_exit = self.expect_exit, True

@@ -11,13 +11,13 @@ import signal
 import tempfile
 import threading
 import time
-import unittest
 from contextlib import contextmanager
 from pathlib import Path
 from types import CodeType
 from typing import Any, Callable, Iterator
 
 from . import interrupt
+from .assertions import AssertionTester, must_raise
 from .config import DriverConfiguration, NspawnMachineConfiguration, QemuMachineConfiguration
 from .debug import Debug
 from .duration import FIFTEEN_MINUTES, Duration, warn_old_argument
@@ -31,19 +31,6 @@ from .polling_condition import PollingCondition, polling_interval
 from .report import failing_machine
 from .typecheck import pythonize as pythonize_name
 from .vlan import VLan
-
-
-class AssertionTester(unittest.TestCase):
-    """The test symbol ``t``: unittest's assertions (``t.assertEqual(a, b)``...) whose failures
-    are ``RequestedAssertionFailed``, reported like a failed ``succeed``."""
-
-    failureException = RequestedAssertionFailed
-
-    def __init__(self) -> None:
-        super().__init__(methodName="runTest")
-
-    def runTest(self) -> None:  # noqa: N802  (unittest's name) a TestCase needs one to exist
-        """Not a test of its own."""
 
 
 class Driver:
@@ -260,7 +247,7 @@ class Driver:
             join_all=self.join_all, retry=retry, serial_stdout_off=self.serial_stdout_off,
             serial_stdout_on=self.serial_stdout_on, polling_condition=self.polling_condition,
             debug=self.debug, breakpoint=self.debug.script_breakpoint, parallel=self.parallel,
-            t=AssertionTester(), dump_machine_ssh=self.dump_machine_ssh,
+            t=AssertionTester(), must_raise=must_raise, dump_machine_ssh=self.dump_machine_ssh,
             Machine=Machine, QemuMachine=QemuMachine, BaseMachine=BaseMachine,
         )
         machines: dict[str, Any] = {pythonize_name(m.name): m for m in self.machines}  # a-b is a_b

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import traceback
+import unicodedata
 import zlib
 from abc import ABC, abstractmethod
 from contextlib import ExitStack, contextmanager
@@ -54,6 +55,12 @@ class AbstractLogger(ABC):
 
     level: LogLevel = LogLevel.INFO
     serial_enabled: bool = True
+
+    @staticmethod
+    def sanitise(message: str) -> str:
+        """``message`` without the characters Unicode counts as control or format
+        characters (category C: newlines, escapes, NUL...), as upstream's logger."""
+        return "".join(ch for ch in message if not unicodedata.category(ch).startswith("C"))
 
     @abstractmethod
     def log(self, message: str, attributes: dict[str, str] = {}) -> None: ...

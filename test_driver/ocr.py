@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -106,6 +107,10 @@ def read(image: Any) -> str:
 def text_variants(path: Path, variants: dict[str, Callable[[Any], Any]] = VARIANTS) -> list[str]:
     """OCR of each variant of the picture at ``path``, in parallel (tesseract runs as processes)."""
     from PIL import Image
+
+    if shutil.which("tesseract") is None:  # upstream's words: nix puts tesseract on PATH for enableOCR
+        raise MachineError("OCR requested but enableOCR is false (no tesseract program on PATH; "
+                           "Debian: apt-get install tesseract-ocr)")
 
     with Image.open(path) as picture:
         picture.load()

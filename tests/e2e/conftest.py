@@ -16,51 +16,15 @@ from typing import Iterator
 
 import pytest
 import tiny
+from conftest_shared import processes_mentioning, wait_no_processes  # noqa: F401  (tests import them from here)
 
 from test_driver.driver import Driver
 from test_driver.logger import CompositeLogger, TerminalLogger
 
 
-def processes_mentioning(text: str) -> list[str]:
-    """qemu-system / vde_switch / systemd-nspawn processes whose command line mentions ``text``
-    (read from /proc: ps may cut long command lines)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in args and any(name in args for name in ("qemu-system", "vde_switch", "systemd-nspawn")):
-            found.append(f"{proc.name} {args}")
-    return found
-
-
-def wait_no_processes(text: str, timeout: float = 5.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while (left := processes_mentioning(text)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
-
-
 @pytest.fixture(scope="session")
 def guest() -> tiny.Guest:
     return tiny.build()
-
-
-@pytest.fixture
-def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """TMPDIR inside this test's tmp_path; after the test, no QEMU may mention it."""
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    monkeypatch.setenv("TMPDIR", str(tmp))
-    monkeypatch.setattr(tempfile, "tempdir", None)
-    yield tmp
-    left = wait_no_processes(str(tmp))
-    for line in left:
-        os.kill(int(line.split()[0]), 9)
-    assert not left, f"processes left behind: {left}"
 
 
 class Log(CompositeLogger):

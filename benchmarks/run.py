@@ -57,7 +57,7 @@ from test_driver.html_report import write_report  # noqa: E402
 from test_driver.logger import CompositeLogger, JSONLogger, TerminalLogger  # noqa: E402
 from test_driver.machine.start_command import Sockets, StartCommand, shell_socketpair  # noqa: E402
 from test_driver.machine.supervisor import die_with_parent  # noqa: E402
-from test_driver.ocr import BASELINE, VARIANTS, text_variants  # noqa: E402
+from test_driver.machine.ocr import BASELINE, VARIANTS, text_variants  # noqa: E402
 
 
 def quiet_logger() -> CompositeLogger:

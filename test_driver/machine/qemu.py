@@ -25,12 +25,12 @@ from ..errors import (BackdoorError, MachineCrashed, MachineError, MachineStoppe
                       WaitTimeout)
 from ..keys import key_for
 from ..logger import AbstractLogger
-from ..ocr import RAW, VARIANTS, text_variants
 from ..protocol.backdoor import Backdoor
 from ..protocol.monitor import Monitor
 from ..protocol.qmp import QMPClient
 from ..protocol.stream import Stream, StreamEOF
 from .base import BaseMachine, probe_timeout
+from .ocr import RAW, VARIANTS, text_variants
 from .start_command import ALIVE_PORT_ID, Sockets, StartCommand, shell_socketpair
 from .supervisor import Channel, Exit, Supervisor
 

@@ -407,21 +407,21 @@ class BaseMachine(ABC):
                          make_command(["cp", "-r", vm_mid, Path(target)]))  # (Path drops a trailing /)
 
     def copy_from_machine(self, source: str, target_dir: str = "") -> None:
-        """Copy a file or directory from the machine to ``target_dir`` in the output
-        directory, as upstream: through the shared directory, where the copy stays (at
-        ``/tmp/shared/TARGET_DIR/NAME`` in the machines); copying a directory over an
-        existing one raises ``FileExistsError``."""
+        """Copy a file or directory from the machine to ``target_dir/NAME`` in the output
+        directory (an absolute ``target_dir`` is used as it is), through a temporary
+        directory in the shared directory, as upstream's newest."""
         vm_src = Path(source)
-        vm_mid = Path("/tmp/shared") / target_dir / vm_src.name
-        host_mid = self.shared_dir / target_dir / vm_src.name
-        self.succeed(make_command(["mkdir", "-p", vm_mid.parent]))
-        self.succeed(make_command(["cp", "-r", vm_src, vm_mid]))
-        target = self.out_dir / target_dir / vm_src.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if host_mid.is_dir():
-            shutil.copytree(host_mid, target)
-        else:
-            shutil.copy(host_mid, target)
+        with tempfile.TemporaryDirectory(dir=self.shared_dir) as shared_td:
+            host_mid = Path(shared_td) / vm_src.name
+            vm_mid = Path("/tmp/shared") / Path(shared_td).name / vm_src.name
+            self.succeed(make_command(["mkdir", "-p", vm_mid.parent]))
+            self.succeed(make_command(["cp", "-r", vm_src, vm_mid]))
+            target = self.out_dir / target_dir / vm_src.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if host_mid.is_dir():
+                shutil.copytree(host_mid, target)
+            else:
+                shutil.copy(host_mid, target)
 
     def copy_from_vm(self, source: str, target_dir: str = "") -> None:
         """Old name of ``copy_from_machine``."""

@@ -86,6 +86,8 @@ if grep -q shared /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag 2>/dev/null; 
   mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 shared /tmp/shared
 fi
 for dev in /sys/class/net/eth*; do [ -e "$dev" ] && ip link set "${dev##*/}" up; done
+# eth0 is QEMU's user-mode network, whose DHCP gives NixOS machines this address (forward_port)
+ip addr add 10.0.2.15/24 dev eth0 2>/dev/null && ip route add default via 10.0.2.2 2>/dev/null
 exit 0
 """
 
@@ -109,6 +111,17 @@ if grep -q td.askpass /proc/cmdline; then
   echo "passphrase:" > /dev/ttyS0; read -r pass < /dev/ttyS0; echo "$pass" > /run/passphrase
 fi
 """ + BACKDOOR_STEPS
+
+NC = r"""#!/bin/bash
+# nc: the driver's port probes (nc -z HOST PORT) answered as NixOS's netcat-openbsd answers them
+# (busybox's nc has no -z); anything else is busybox's nc.
+if [ "$#" -eq 3 ] && [ "$1" = -z ]; then
+  address=$(awk -v name="$2" '{ for (i = 2; i <= NF; i++) if ($i == name) { print $1; exit } }' /etc/hosts)
+  (: <>"/dev/tcp/${address:-$2}/$3") 2>/dev/null
+  exit
+fi
+exec busybox nc "$@"
+"""
 
 START_SCRIPT = """#!/bin/sh
 # run-{name}-vm: a start script in the shape of NixOS's qemu-vm.nix for the tiny test guest.
@@ -283,8 +296,9 @@ def build_initrd(modules: list[tuple[str, bytes]]) -> bytes:
     cpio.file("bin/busybox", Path(busybox).read_bytes(), 0o755)
     cpio.file("bin/bash", Path(bash).read_bytes(), 0o755)
     for applet in applets:
-        if applet not in ("busybox", "bash"):
+        if applet not in ("busybox", "bash", "nc"):
             cpio.symlink(f"bin/{applet}", "busybox")
+    cpio.file("bin/nc", NC.encode(), 0o755)
     cpio.symlink("bin/sh", "bash")
     cpio.file("init", INIT.encode(), 0o755)
     cpio.file("etc/inittab", INITTAB.encode())

@@ -21,6 +21,7 @@ from .driver import Driver
 from .errors import DriverError, GlobalTimeout, PollingConditionError, TestScriptError
 from .logger import CompositeLogger, JSONLogger, JUnitLogger, LogLevel, TerminalLogger, XMLLogger
 from .interactive import run_shell
+from .redeploy import Source, print_config
 from .report import failure_fields, failure_report
 
 
@@ -48,8 +49,9 @@ def writeable_dir(arg: str) -> Path:
     return path
 
 
-CONFIG_ENVIRONMENT = ("logLevel", "htmlReport")
-"""The variables still read with --config: as upstream's, which reads $logLevel alone of them."""
+CONFIG_ENVIRONMENT = ("logLevel", "htmlReport", "rebuildExe")
+"""The variables still read with --config: as upstream's, which reads $logLevel alone of them
+(and ours: $htmlReport, $rebuildExe)."""
 
 
 def parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentParser:
@@ -95,9 +97,22 @@ def parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentParser:
                    help="print how to reach each machine's ssh backdoor (vsock numbers from OFFSET+1)")
     p.add_argument("--debug-hook-attach", metavar="CMD",
                    help="command a failing test runs so that a person can attach")
+    p.add_argument("--rebuild-exe", metavar="EXE", action="env", envvar="rebuildExe",
+                   help="interactive rebuild(): the rebuilt driver (./result/bin/nixos-test-driver) whose "
+                        "--print-config tells the new configuration")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the configuration the other arguments name (driver-configuration JSON) and exit")
     p.add_argument("testscript", action="env", envvar="testScript", type=Path, nargs="?",
                    help="the test script to run (unless --config names it)")
     return p
+
+
+def parse_arguments(argv: list[str] | None, environ: Mapping[str, str] = os.environ) -> argparse.Namespace:
+    """The arguments; with --config, of the environment only the variables it still reads."""
+    args = parser(environ).parse_args(argv)
+    if args.config is not None:  # the machines, VLANs and script come from the file alone
+        args = parser({k: v for k, v in environ.items() if k in CONFIG_ENVIRONMENT}).parse_args(argv)
+    return args
 
 
 def _raised_by_script(exc: BaseException, script: str) -> bool:
@@ -183,9 +198,15 @@ def make_logger(args: argparse.Namespace, out_dir: Path) -> CompositeLogger:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
-    if args.config is not None:  # the machines, VLANs and script come from the file alone
-        args = parser({k: v for k, v in os.environ.items() if k in CONFIG_ENVIRONMENT}).parse_args(argv)
+    environ, cwd = dict(os.environ), os.getcwd()
+    args = parse_arguments(argv, environ)
+    if args.print_config:
+        try:
+            print_config(what_to_run(args))
+        except DriverError as exc:
+            print(f"nixos-test-driver: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        sys.exit(0)
     interrupt.install()  # Ctrl-C, SIGTERM, SIGHUP: KeyboardInterrupt, never inside a lock
 
     out_dir = args.output_directory.resolve()
@@ -222,7 +243,8 @@ def main(argv: list[str] | None = None) -> None:
             if args.dump_vsocks is not None:
                 driver.dump_machine_ssh(args.dump_vsocks)
             if args.interactive:
-                run_shell(driver, logger)
+                run_shell(driver, logger, Source(sys.argv[1:] if argv is None else argv, environ, cwd,
+                                                 args.rebuild_exe))
             else:
                 tic = time.monotonic()
                 driver.run_tests()

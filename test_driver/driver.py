@@ -161,12 +161,13 @@ class Driver:
             numbers[number] = None
         return list(numbers)
 
-    def _compile(self, tests: str) -> CodeType:
+    def _compile(self, tests: str, path: str | None = None) -> CodeType:
+        """``tests`` as code (from ``path``, by default the test script's)."""
+        path = path or self.test_script_path
         # Tracebacks show the script's lines even when it was given as a string.
-        linecache.cache[self.test_script_path] = (len(tests), None, tests.splitlines(True),
-                                                  self.test_script_path)
+        linecache.cache[path] = (len(tests), None, tests.splitlines(True), path)
         try:
-            return compile(tests, self.test_script_path, "exec")
+            return compile(tests, path, "exec")
         except SyntaxError as exc:
             raise DriverError(f"syntax error in the test script {exc.filename}, line {exc.lineno}: "
                               f"{exc.msg}\n    {(exc.text or '').rstrip()}") from None

@@ -2,6 +2,9 @@
 symbols, as upstream's; its history is ``.nixos-test-history`` in the working directory.
 Without a terminal it reads its input from stdin, as upstream's does.
 
+``rebuild(cmd)`` runs a shell command that rebuilds the test, then carries the new
+machines, VLANs and test script over (``redeploy.py``).
+
 Ctrl-C stops the running command (in the guest too) and returns to the prompt;
 Ctrl-C twice on an empty line, Ctrl-D or ``exit()`` leave the shell, after which
 the driver stops every machine as after a test.  SIGTERM or SIGHUP stop the
@@ -23,6 +26,7 @@ from typing import Any
 from . import interrupt
 from .driver import Driver
 from .logger import AbstractLogger
+from .redeploy import Redeployer, Source
 
 HISTORY = ".nixos-test-history"
 DOUBLE_PRESS = 2.0  # seconds between the two Ctrl-C that leave the shell
@@ -73,15 +77,18 @@ def _stop_on_signals(driver: Driver, logger: AbstractLogger) -> None:
         signal.signal(signum, handler)
 
 
-def run_shell(driver: Driver, logger: AbstractLogger) -> None:
-    """Run the shell until the person leaves it."""
+def run_shell(driver: Driver, logger: AbstractLogger, source: Source | None = None) -> None:
+    """Run the shell until the person leaves it; ``source`` is where the driver's configuration
+    came from, which ``rebuild()`` reads again."""
     import ptpython.ipython  # type: ignore[import-untyped]  # only here: it takes a while to import
 
     driver.interruptible_commands = True
     _stop_on_signals(driver, logger)
     symbols = driver.test_symbols()
+    symbols["rebuild"] = Redeployer(driver, symbols, source).rebuild  # it keeps the names up to date
     logger.info("interactive shell: " + ", ".join(sorted(symbols)))
-    logger.info("test_script() runs the whole script; Ctrl-D, exit() or Ctrl-C twice leave")
+    logger.info("test_script() runs the whole script; rebuild(cmd) rebuilds the test and reloads its "
+                "machines; Ctrl-D, exit() or Ctrl-C twice leave")
     ptpython.ipython.embed(  # type: ignore[no-untyped-call]
         user_ns=symbols, configure=_leave_on_double_ctrl_c, history_filename=str(Path.cwd() / HISTORY),
         title="nixos-test-driver")

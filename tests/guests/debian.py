@@ -9,6 +9,15 @@ Test services: ``echo-tcp`` (TCP 8000), ``echo-unix`` (/run/echo.sock), both
 enabled; ``late-port`` (TCP 8001, opens 3 s after it starts) and ``failing``
 (exits 1), not enabled; user ``alice`` with a lingering user manager.
 
+Parts that imitate the ``nodes`` of nixpkgs' own driver tests, off unless the kernel
+command line asks (``append``): ``systemd.wants=generate-output.service`` (prints "match
+that", 15 lines a second later, then "match this", to the console),
+``test.service`` (5 s in each of activating, reloading and deactivating, then failed),
+``td.autologin`` (root logged in on tty1, in place of its getty), ``td.fb`` (the bochs
+framebuffer console: 128 columns, as NixOS's), ``td.busybox`` (busybox's applets first
+on the backdoor shell's PATH).  iptables and ping are installed, with the netfilter
+modules (loaded on demand, as on NixOS).
+
 Each VM writes to a qcow2 overlay in its state directory (as NixOS keeps its disk
 image there), so the base image stays untouched and ``--keep-vm-state`` works.
 
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import lzma
 import os
 import re
 import shutil
@@ -33,7 +43,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import tiny  # noqa: E402
 
 PACKAGES = ["systemd", "systemd-sysv", "udev", "netcat-openbsd", "procps", "iproute2", "kmod",
-            "socat", "psmisc", "dbus", "libpam-systemd"]
+            "socat", "psmisc", "dbus", "libpam-systemd", "iptables", "iputils-ping", "busybox"]
+ROOTFS_MODULES = ["kernel/net/netfilter", "kernel/net/ipv4/netfilter", "kernel/net/ipv6/netfilter", "bochs"]
+"""Kernel modules the root file system gets (folders, or a module with what it needs), for modprobe."""
 STAGE1_MODULES = tiny.WANTED_MODULES + ["virtio_blk", "ext4", "crc32c_generic", "autofs4"]
 
 STAGE1_INIT = r"""#!/bin/busybox sh
@@ -55,6 +67,9 @@ exec /bin/busybox switch_root /newroot /sbin/init
 BACKDOOR = r"""#!/bin/bash
 export USER=root HOME=/root DISPLAY=:0.0 PAGER=
 source /etc/profile
+if grep -qw td.busybox /proc/cmdline; then  # as a NixOS machine with busybox in systemPackages
+  mkdir -p /run/busybox-bin && busybox --install -s /run/busybox-bin && export PATH=/run/busybox-bin:$PATH
+fi
 """ + tiny.BACKDOOR_STEPS
 
 UNITS = {
@@ -97,6 +112,48 @@ Description=A service that fails
 [Service]
 Type=oneshot
 ExecStart=/bin/sh -c 'echo failing on purpose; exit 1'
+""",
+    "generate-output.service": """[Unit]
+Description=Console output in two bursts a second apart (nixpkgs' console-timeout test)
+[Service]
+ExecStart=/bin/sh -c 'echo "match that"; sleep 1; seq 15 | sed "s/^/line /"; echo "match this"'
+StandardOutput=journal+console
+""",
+    "test.service": """[Unit]
+Description=Five seconds in each of activating, reloading and deactivating, then failed
+[Service]
+Type=notify
+NotifyAccess=all
+ExecStart=/bin/bash -c 'trap "sleep 5; exit 1" TERM; sleep 5; systemd-notify --ready; while :; do sleep 1 & wait $!; done'
+ExecReload=/bin/sleep 5
+""",
+    "autologin-tty1.service": """[Unit]
+Description=root logged in on tty1 (NixOS's services.getty.autologinUser)
+ConditionKernelCommandLine=td.autologin
+Conflicts=getty@tty1.service
+After=systemd-user-sessions.service td-fb.service
+[Service]
+ExecStart=-/sbin/agetty --autologin root --noclear tty1 linux
+Type=idle
+Restart=always
+UtmpIdentifier=tty1
+TTYPath=/dev/tty1
+TTYReset=yes
+TTYVHangup=yes
+[Install]
+WantedBy=multi-user.target
+""",
+    "td-fb.service": """[Unit]
+Description=The bochs framebuffer console (128 columns, as NixOS's)
+ConditionKernelCommandLine=td.fb
+DefaultDependencies=no
+After=systemd-modules-load.service
+Before=sysinit.target
+[Service]
+Type=oneshot
+ExecStart=/sbin/modprobe bochs
+[Install]
+WantedBy=sysinit.target
 """,
     # NixOS's layout: eth0 user-mode networking (slirp's fixed address), eth1 the machine's
     # link to the others (here a second user-mode network standing in for a VLAN).
@@ -173,7 +230,7 @@ def customize(root: Path) -> None:
     wants = units / "multi-user.target.wants"
     wants.mkdir(exist_ok=True)
     for name in ("backdoor.service", "echo-tcp.service", "echo-unix.service", "tmp-shared.mount",
-                 "/lib/systemd/system/systemd-networkd.service"):
+                 "autologin-tty1.service", "/lib/systemd/system/systemd-networkd.service"):
         link = wants / Path(name).name
         if not link.is_symlink():
             link.symlink_to(name if name.startswith("/") else f"/etc/systemd/system/{name}")
@@ -184,6 +241,16 @@ def customize(root: Path) -> None:
                    "e2scrub_all.timer", "apt-daily.timer", "apt-daily-upgrade.timer", "fstrim.timer"):
         (units / masked).unlink(missing_ok=True)
         (units / masked).symlink_to("/dev/null")
+    sysinit = units / "sysinit.target.wants"
+    sysinit.mkdir(exist_ok=True)
+    (sysinit / "td-fb.service").symlink_to("/etc/systemd/system/td-fb.service")
+    getty = units / "getty@tty1.service.d"
+    getty.mkdir(exist_ok=True)
+    (getty / "td-autologin.conf").write_text("[Unit]\nConditionKernelCommandLine=!td.autologin\n")
+    # bochs only when td.fb asks: the other tests' screens are VGA text (720x400)
+    (root / "etc/modprobe.d").mkdir(parents=True, exist_ok=True)
+    (root / "etc/modprobe.d/td-fb.conf").write_text("blacklist bochs\n")
+    (root / "etc/something").write_text("nothing")  # nixpkgs' junit test's environment.etc
     (root / "etc/hosts").write_text("127.0.0.1 localhost\n::1 localhost\n")
     (root / "etc/fstab").write_text("/dev/vda / ext4 defaults 0 1\n")
     (root / "etc/machine-id").write_text("")
@@ -195,6 +262,32 @@ def customize(root: Path) -> None:
                  "usr/share/locale"):
         shutil.rmtree(root / junk, ignore_errors=True)
         (root / junk).mkdir(parents=True, exist_ok=True)
+
+
+def install_modules(source: Path, target: Path) -> None:
+    """Copy ROOTFS_MODULES (with every module they depend on) from the kernel package's
+    module tree into the guest's, uncompressed, for depmod and modprobe."""
+    by_name = {path.name.split(".ko")[0].replace("-", "_"): path for path in source.rglob("*.ko*")}
+    wanted = [path for entry in ROOTFS_MODULES for path in
+              ((source / entry).rglob("*.ko*") if (source / entry).is_dir() else [by_name[entry]])]
+    done: set[Path] = set()
+    while wanted:
+        path = wanted.pop()
+        if path in done:
+            continue
+        done.add(path)
+        data = path.read_bytes()
+        if path.suffix == ".xz":
+            data = lzma.decompress(data)
+        relative = path.relative_to(source)
+        copy = target / relative.parent / (path.name.split(".ko")[0] + ".ko")
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(data)
+        wanted += [by_name[dep.replace("-", "_")] for dep in tiny.module_depends(data)
+                   if dep.replace("-", "_") in by_name]
+    for name in ("modules.builtin", "modules.builtin.modinfo", "modules.order"):
+        if (source / name).exists():
+            shutil.copy(source / name, target / name)
 
 
 def stage1_initrd(modules: list[tuple[str, bytes]]) -> bytes:
@@ -230,6 +323,8 @@ def build(cache: Path | None = None) -> DebianGuest:
         subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
                         suite, str(root), mirror], check=True, stdout=subprocess.DEVNULL)
         customize(root)
+        install_modules(kernel_root / "lib/modules" / version, root / "lib/modules" / version)
+        subprocess.run(["chroot", str(root), "depmod", version], check=True)
         subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(root),
                         str(staging / "rootfs.img"), "1G"], check=True)
         shutil.rmtree(root)

@@ -1,0 +1,38 @@
+"""nixpkgs' nixos-test-driver/unit-active-state.nix: a VM with ``test.service`` of
+``Type=notify-reload`` (not started at boot) that spends 5 s in activating, 5 s in
+reloading on a reload, 5 s in deactivating on a stop, then fails.
+
+Our Debian systemd guest's ``test.service`` has the same states and windows.  Debian 12's
+systemd (252) predates ``notify-reload`` and ``systemd-notify --reloading/--stopping``
+(253), so it gets there with ``Type=notify``, an ``ExecReload`` of 5 s, and a stop
+handler that takes 5 s and exits 1: what the driver sees, ActiveState over time, is the
+same.
+
+What it asserts: with no ``start_all()``, ``wait_for_unit_active_state`` (10 s timeouts)
+sees inactive, then after a start activating and active, after a reload reloading and
+active (no timeout given), after a stop (``succeed(..., timeout=10)``, a bare number)
+deactivating and failed.
+"""
+
+from __future__ import annotations
+
+from conftest import Node
+
+SCRIPT = r'''
+machine.wait_for_unit_active_state("test.service", "inactive", timeout=10)
+machine.succeed("systemctl start --no-block test.service")
+machine.wait_for_unit_active_state("test.service", "activating", timeout=10)
+machine.wait_for_unit_active_state("test.service", "active", timeout=10)
+machine.succeed("systemctl reload --no-block test.service")
+machine.wait_for_unit_active_state("test.service", "reloading", timeout=10)
+machine.wait_for_unit_active_state("test.service", "active")
+machine.succeed("systemctl stop --no-block test.service", timeout=10)
+machine.wait_for_unit_active_state("test.service", "deactivating", timeout=10)
+machine.wait_for_unit_active_state("test.service", "failed", timeout=10)
+print("UNIT-ACTIVE-STATE PASSED")
+'''
+
+
+def test_unit_active_state_nix(nixos_test):
+    run = nixos_test(SCRIPT, {"machine": Node("debian")}).check()
+    assert "UNIT-ACTIVE-STATE PASSED" in run.stdout

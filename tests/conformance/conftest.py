@@ -111,7 +111,8 @@ def nixos_test(tmp_path: Path, tiny_guest: tiny.Guest, request: pytest.FixtureRe
             elif node.kind == "debian":
                 guest = request.getfixturevalue("debian_guest")
                 scripts.append(str(debian.write_start_script(tmp_path, name, guest, node.append,
-                                                             node.memory or 1024, seabios=node.seabios)))
+                                                             node.memory or 1024, seabios=node.seabios,
+                                                             efi=node.efi)))
             elif node.kind == "container":
                 import nspawn
 

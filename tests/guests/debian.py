@@ -184,7 +184,7 @@ WantedBy=multi-user.target
 START_SCRIPT = """#!/bin/sh
 # run-{name}-vm: a start script in the shape of NixOS's qemu-vm.nix for the Debian systemd guest.
 # The test driver appends its own QEMU arguments ("$@") and sets SHARED_DIR, TMPDIR.
-disk="${{TMPDIR:?}}/{name}.qcow2"
+{efi_setup}disk="${{TMPDIR:?}}/{name}.qcow2"
 [ -e "$disk" ] || qemu-img create -q -f qcow2 -F raw -b {image} "$disk"
 exec qemu-system-x86_64 -name {name} -accel tcg -smp 1 -m {memory} {firmware}\\
   -kernel {kernel} -initrd {initrd} \\
@@ -311,7 +311,7 @@ def build(cache: Path | None = None) -> DebianGuest:
     recipe = hashlib.sha256(Path(__file__).read_bytes() + Path(tiny.__file__).read_bytes()
                             + f"{package} {mirror} {suite}".encode()).hexdigest()[:12]
     guest = DebianGuest(cache / f"debian-{recipe}")
-    if guest.image.exists() and guest.initrd.exists() and guest.kernel.exists():
+    if guest.image.exists() and guest.initrd.exists() and guest.kernel.exists() and guest.bzimage.exists():
         return guest
     cache.mkdir(parents=True, exist_ok=True)
     kernel_root = tiny.unpack_kernel(package, cache / package)
@@ -330,6 +330,7 @@ def build(cache: Path | None = None) -> DebianGuest:
         shutil.rmtree(root)
         (staging / "vmlinux").write_bytes(
             tiny.extract_vmlinux(kernel_root / "boot" / f"vmlinuz-{version}"))
+        shutil.copy(kernel_root / "boot" / f"vmlinuz-{version}", staging / "vmlinuz")  # OVMF boots its EFI stub
         (staging / "initrd").write_bytes(gzip.compress(stage1_initrd(modules), 1))
         os.rename(staging, guest.directory)
     except OSError:
@@ -341,13 +342,17 @@ def build(cache: Path | None = None) -> DebianGuest:
 
 
 def write_start_script(directory: Path, name: str, guest: DebianGuest | None = None,
-                       append: str = "", memory: int = 1024, seabios: bool = False) -> Path:
-    """Write DIRECTORY/run-NAME-vm starting the Debian guest, like NixOS's start scripts."""
+                       append: str = "", memory: int = 1024, seabios: bool = False,
+                       efi: bool = False) -> Path:
+    """Write DIRECTORY/run-NAME-vm starting the Debian guest, like NixOS's start scripts
+    (``efi``: OVMF with a variable store, as tiny.py's)."""
     guest = guest or build()
     path = Path(directory) / f"run-{name}-vm"
+    firmware = tiny.EFI_FIRMWARE if efi else "" if seabios else "-bios qboot.rom "
+    efi_setup = tiny.EFI_SETUP.replace("@NAME@", name).replace("@VARS@", tiny.OVMF_VARS) if efi else ""
     return tiny.write_executable(path, START_SCRIPT.format(
-        name=name, kernel=guest.kernel, initrd=guest.initrd, image=guest.image, append=append,
-        memory=memory, firmware="" if seabios else "-bios qboot.rom "))
+        name=name, efi_setup=efi_setup, kernel=guest.bzimage if efi else guest.kernel, initrd=guest.initrd,
+        image=guest.image, append=append, memory=memory, firmware=firmware))
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ python3Packages.buildPythonApplication {
       pillow
       ptpython
       pytesseract
+      pytest-testinfra # machine.run/user/file/service (testinfra's Host API)
       remote-pdb
     ])
     ++ extraPythonPackages python3Packages;

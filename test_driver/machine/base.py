@@ -19,6 +19,10 @@ from ..deadline import Duration, attempts, seconds
 from ..duration import FIFTEEN_MINUTES, warn_if_number, warn_old_argument
 from ..errors import RequestedAssertionFailed, WaitTimeout
 from ..logger import AbstractLogger
+from . import testinfra as _testinfra
+
+if TYPE_CHECKING:
+    from .testinfra import CommandResult, Host
 
 
 EVENT_OUTPUT = 65536
@@ -95,10 +99,43 @@ class BaseMachine(ABC):
         def __getattr__(self, attr: str) -> Any:
             if attr.startswith("__"):
                 raise AttributeError(attr)
+            if attr in _testinfra.names():  # testinfra's Host names (package, socket...), as upstream
+                return _testinfra.testinfra_attribute(self, attr)
             close = difflib.get_close_matches(attr, [a for a in dir(type(self)) if not a.startswith("_")])
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             name = self.__dict__.get("name", "?")
             raise AttributeError(f"machine {name!r} ({type(self).__name__}) has no attribute {attr!r}{hint}")
+
+    # --- testinfra (pytest-testinfra's Host API; see machine/testinfra.py) --------------
+    @property
+    def testinfra(self) -> Host:
+        """This machine as a pytest-testinfra ``Host`` whose commands run through ``execute``:
+        every testinfra module (``machine.testinfra.package("x").is_installed``); its names
+        also work on the machine itself (``machine.package``), as upstream's."""
+        return _testinfra.host(self)
+
+    def run(self, command: str, *args: str, timeout: Duration | None = FIFTEEN_MINUTES) -> CommandResult:
+        """Run a shell command as testinfra's ``host.run``: ``%s`` in ``command`` take the
+        shell-quoted ``args``; return a ``CommandResult`` (``rc``, ``stdout``, ``stderr``,
+        ``succeeded``), never raising for a non-zero status.  Needs pytest-testinfra."""
+        return _testinfra.host(self).run(command, *args, timeout=timeout)
+
+    def user(self, name: str | None = None) -> Any:
+        """testinfra's ``User`` of ``name`` (default: who runs commands, root): ``exists``,
+        ``uid``, ``group``, ``home``, ``shell``... read in the machine.  Needs pytest-testinfra."""
+        return _testinfra.host(self).user(name)
+
+    def file(self, path: str) -> Any:
+        """testinfra's ``File`` at ``path`` in the machine: ``exists``, ``is_file``,
+        ``is_directory``, ``mode``, ``user``, ``contains(pattern)``, ``content_string``...
+        Needs pytest-testinfra."""
+        return _testinfra.host(self).file(path)
+
+    def service(self, name: str) -> Any:
+        """testinfra's ``Service`` (systemd unit) ``name`` in the machine: ``exists``,
+        ``is_running``, ``is_enabled``, ``systemd_properties`` (``systemctl show``
+        as a dict)...  Needs pytest-testinfra."""
+        return _testinfra.host(self).service(name)
 
     # --- logging ---------------------------------------------------------------
     def log(self, msg: str) -> None:

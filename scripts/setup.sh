@@ -20,3 +20,4 @@ python3 -m pip install -q -e '.[test]'
 # initramfs, seconds) and the Debian systemd guest (debootstrap, about a minute).
 python3 tests/guests/tiny.py build
 python3 tests/guests/debian.py build
+python3 tests/guests/x11.py build  # the Debian guest with Xorg, lightdm and IceWM (x11.py, ocr.py; two minutes)

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Build the X11 test guest (NixOS's ``x11`` test node, imitated) and write start scripts for it.
+
+nixpkgs' driver tests ``x11.py`` and ``ocr.py`` run on a machine with an X server, a display
+manager that logs ``root`` in automatically, IceWM, and ``xwininfo`` for the driver's window
+queries.  This guest is the Debian systemd guest (``debian.py``: same kernel, stage-1
+initramfs, backdoor and services) with, on top:
+
+- Xorg (the modesetting driver on QEMU's std VGA through the kernel's ``bochs`` DRM driver;
+  no GLX and no glamor: there is no GPU, and mesa's software renderer only costs boot time);
+- lightdm logging root in at once (lightdm-autologin's PAM rule against root relaxed, as
+  NixOS's ``auto`` display manager does) into an IceWM session;
+- the session wrapper of NixOS's display managers (in place of Debian's Xsession): before
+  the window manager it starts a user target that ``BindsTo=graphical-session.target``
+  (NixOS's "fake graphical session" target), so that root's user manager logs "Reached
+  target Current graphical user session." -- what the driver's ``wait_for_x`` greps the
+  journal for, next to ``/tmp/.X11-unix/X0``;
+- xterm (root's prompt ``root@x11:/tmp#``, the title left alone: a window named ``xterm``),
+  x11-utils (``xwininfo``) and the ``fixed`` bitmap fonts xterm draws with;
+- root's X cookie in ``/root/.Xauthority`` (lightdm writes it), which the backdoor's
+  ``HOME=/root`` and ``DISPLAY=:0.0`` reach, as NixOS's backdoor reaches its X server.
+
+Debian's systemd (252) would log "Reached target graphical-session.target - Current
+graphical user session.", which that grep misses: the user manager gets
+``StatusUnitFormat=description``, so that the message has the description alone.  The guest
+boots to ``graphical.target``; alice has no lingering user manager here.  Under TCG the
+backdoor answers after about 14 s and ``wait_for_x`` returns after about 20 s.
+
+    python3 tests/guests/x11.py build                 # prints the guest directory
+    python3 tests/guests/x11.py start-script NAME DIR # writes DIR/run-NAME-vm
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import debian  # noqa: E402
+import tiny  # noqa: E402
+
+PACKAGES = debian.PACKAGES + ["xserver-xorg-core", "lightdm", "icewm", "xterm",
+                              "x11-utils", "xfonts-base", "xauth", "dbus-user-session"]
+IMAGE_SIZE = "2G"
+
+XORG_CONF = """# No GPU under QEMU: the modesetting driver on bochs' KMS device, drawing in software.
+Section "ServerFlags"
+    Option "AutoAddGPU" "false"
+EndSection
+Section "Module"
+    Disable "glx"
+EndSection
+Section "Device"
+    Identifier "bochs"
+    Driver "modesetting"
+    Option "AccelMethod" "none"
+EndSection
+Section "Screen"
+    Identifier "screen"
+    Device "bochs"
+    SubSection "Display"
+        Modes "1024x768"
+    EndSubSection
+EndSection
+"""
+
+LIGHTDM_CONF = """# NixOS's "auto" display manager: lightdm logs root in at once, into IceWM.
+[Seat:*]
+autologin-user=root
+autologin-user-timeout=0
+autologin-session=td-icewm
+user-session=td-icewm
+session-wrapper=/usr/local/bin/td-x-session
+"""
+
+SESSION_DESKTOP = """[Desktop Entry]
+Type=Application
+Name=IceWM (test session)
+Exec=icewm
+"""
+
+SESSION = """#!/bin/sh
+# The session wrapper of NixOS's display managers, in short (in place of Debian's Xsession):
+# the user manager learns the display and reaches graphical-session.target (through a target
+# bound to it, which may be started by hand), then the session's command (the window manager).
+systemctl --user import-environment DISPLAY XAUTHORITY
+systemctl --user start td-graphical-session.target
+exec "$@"
+"""
+
+FAKE_TARGET = """[Unit]
+Description=Graphical session of a window manager that does not know systemd
+BindsTo=graphical-session.target
+"""
+
+STATUS_FORMAT = "[Manager]\nStatusUnitFormat=description\n"
+
+
+def customize(root: Path) -> None:
+    """The X parts, on top of debian.customize()."""
+    (root / "etc/modprobe.d/td-fb.conf").unlink()  # bochs for every boot: X draws on it
+    (root / "var/lib/systemd/linger/alice").unlink()
+    conf = root / "etc/X11/xorg.conf.d"
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "10-td-qemu.conf").write_text(XORG_CONF)
+    lightdm = root / "etc/lightdm/lightdm.conf.d"
+    lightdm.mkdir(parents=True, exist_ok=True)
+    (lightdm / "50-td-autologin.conf").write_text(LIGHTDM_CONF)
+    pam = root / "etc/pam.d/lightdm-autologin"
+    pam.write_text("".join(line for line in pam.read_text().splitlines(keepends=True)
+                           if not ("pam_succeed_if.so" in line and "user != root" in line)))
+    sessions = root / "usr/share/xsessions"
+    sessions.mkdir(parents=True, exist_ok=True)
+    (sessions / "td-icewm.desktop").write_text(SESSION_DESKTOP)
+    tiny.write_executable(root / "usr/local/bin/td-x-session", SESSION)
+    user_units = root / "etc/systemd/user"
+    user_units.mkdir(parents=True, exist_ok=True)
+    (user_units / "td-graphical-session.target").write_text(FAKE_TARGET)
+    (root / "etc/systemd/user.conf.d").mkdir(parents=True, exist_ok=True)
+    (root / "etc/systemd/user.conf.d/td-status.conf").write_text(STATUS_FORMAT)
+    units = root / "etc/systemd/system"
+    link = units / "display-manager.service"
+    link.unlink(missing_ok=True)
+    link.symlink_to("/lib/systemd/system/lightdm.service")
+    default = units / "default.target"
+    default.unlink(missing_ok=True)
+    default.symlink_to("/lib/systemd/system/graphical.target")
+
+
+def build(cache: Path | None = None) -> debian.DebianGuest:
+    """Build (or reuse) the X11 guest; a few minutes the first time (debootstrap of X, lightdm, IceWM)."""
+    cache = cache or tiny.cache_root()
+    package = tiny.kernel_package()
+    mirror, suite = debian.debian_source()
+    recipe = hashlib.sha256(Path(__file__).read_bytes() + Path(debian.__file__).read_bytes()
+                            + Path(tiny.__file__).read_bytes()
+                            + f"{package} {mirror} {suite}".encode()).hexdigest()[:12]
+    guest = debian.DebianGuest(cache / f"x11-{recipe}")
+    if guest.image.exists() and guest.initrd.exists() and guest.kernel.exists():
+        return guest
+    cache.mkdir(parents=True, exist_ok=True)
+    kernel_root = tiny.unpack_kernel(package, cache / package)
+    version = package.removeprefix("linux-image-")
+    modules = tiny.load_order(kernel_root / "lib/modules" / version, debian.STAGE1_MODULES)
+    staging = Path(tempfile.mkdtemp(dir=cache, prefix=".building-"))
+    try:
+        root = staging / "root"
+        subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+                        suite, str(root), mirror], check=True, stdout=subprocess.DEVNULL)
+        debian.customize(root)
+        customize(root)
+        debian.install_modules(kernel_root / "lib/modules" / version, root / "lib/modules" / version)
+        subprocess.run(["chroot", str(root), "depmod", version], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(root),
+                        str(staging / "rootfs.img"), IMAGE_SIZE], check=True)
+        shutil.rmtree(root)
+        (staging / "vmlinux").write_bytes(
+            tiny.extract_vmlinux(kernel_root / "boot" / f"vmlinuz-{version}"))
+        (staging / "initrd").write_bytes(gzip.compress(debian.stage1_initrd(modules), 1))
+        os.rename(staging, guest.directory)
+    except OSError:
+        if not guest.image.exists():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return guest
+
+
+def write_start_script(directory: Path, name: str, guest: debian.DebianGuest | None = None,
+                       append: str = "", memory: int = 1024, seabios: bool = False) -> Path:
+    """Write DIRECTORY/run-NAME-vm starting the X11 guest (the Debian guest's script, this image)."""
+    return debian.write_start_script(directory, name, guest or build(), append, memory, seabios)
+
+
+def main() -> None:
+    tiny.run_cli(__doc__ or "", build, write_start_script, vlans=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from .testinfra import CommandResult, Host
 
 
+TIMED_OUT = 124
+"""The status of a command stopped by its time limit (as coreutils' ``timeout``)."""
+
 EVENT_OUTPUT = 65536
 """A command's event keeps the first this many characters of its output."""
 
@@ -321,10 +324,17 @@ class BaseMachine(ABC):
 
     def get_unit_property(self, unit: str, property: str, user: str | None = None) -> str:
         """The value of one property of a systemd unit."""
-        return self._unit_property(unit, property, user, FIFTEEN_MINUTES)
+        value = self._unit_property(unit, property, user, FIFTEEN_MINUTES, probe=False)
+        assert value is not None  # (only a probe's own time limit gives None)
+        return value
 
-    def _unit_property(self, unit: str, property: str, user: str | None, timeout: Duration | None) -> str:
+    def _unit_property(self, unit: str, property: str, user: str | None, timeout: Duration | None,
+                       probe: bool = True) -> str | None:
+        """``get_unit_property`` as a wait's probe: None when its time limit cut it short
+        (status 124), so that the wait ends in its own timeout."""
         status, output = self._systemctl(f'--no-pager show "{unit}" --property="{property}"', user, timeout)
+        if status == TIMED_OUT and probe:
+            return None
         if status != 0:
             raise RequestedAssertionFailed(f'retrieving systemctl property "{property}" for unit "{unit}"'
                                            + (f' under user "{user}"' if user else "")
@@ -342,7 +352,7 @@ class BaseMachine(ABC):
 
         def check_active(remaining: float | None) -> bool:
             nonlocal state
-            state = self._unit_property(unit, "ActiveState", user, probe_timeout(remaining))
+            state = self._unit_property(unit, "ActiveState", user, probe_timeout(remaining)) or state
             if state == "failed":
                 raise RequestedAssertionFailed(f'unit "{unit}" reached state "{state}"')
             if state == "inactive":
@@ -364,7 +374,7 @@ class BaseMachine(ABC):
 
         def reached(remaining: float | None) -> bool:
             nonlocal seen
-            seen = self._unit_property(unit, "ActiveState", user, probe_timeout(remaining))
+            seen = self._unit_property(unit, "ActiveState", user, probe_timeout(remaining)) or seen
             return seen == state
 
         with self.nested(f"waiting for unit {unit} to be {state}" + (f" with user {user}" if user else "")):

@@ -29,7 +29,7 @@ from ..protocol.backdoor import Backdoor
 from ..protocol.monitor import Monitor
 from ..protocol.qmp import QMPClient
 from ..protocol.stream import Stream, StreamEOF
-from .base import BaseMachine, probe_timeout
+from .base import TIMED_OUT, BaseMachine, probe_timeout
 from .ocr import RAW, VARIANTS, text_variants
 from .start_command import ALIVE_PORT_ID, Sockets, StartCommand, shell_socketpair
 from .supervisor import Channel, Exit, Supervisor
@@ -795,8 +795,18 @@ class QemuMachine(BaseMachine):
         """Names of the X11 windows (``xwininfo -root -tree``)."""
         return self._window_names(None)
 
-    def _window_names(self, timeout: Duration | None) -> list[str]:
-        return self.succeed("xwininfo -root -tree | sed " + SED_WINDOW_NAMES, timeout=timeout).splitlines()
+    def _window_names(self, timeout: Duration | None) -> list[str] | None:
+        """``get_window_names`` as a wait's probe: None when its time limit cut it short."""
+        command = "xwininfo -root -tree | sed " + SED_WINDOW_NAMES
+        if timeout is None:
+            return self.succeed(command).splitlines()
+        with self.nested(f"must succeed: {command}"):
+            status, output = self.execute(command, timeout=timeout)
+        if status == TIMED_OUT:
+            return None
+        if status != 0:
+            raise RequestedAssertionFailed(f"command `{command}` failed (exit code {status})")
+        return output.splitlines()
 
     def wait_for_window(self, regexp: str, timeout: Duration = FIFTEEN_MINUTES) -> None:
         """Wait until an X11 window whose name matches ``regexp`` exists."""
@@ -806,7 +816,7 @@ class QemuMachine(BaseMachine):
 
         def visible(remaining: float | None) -> bool:
             nonlocal names
-            names = self._window_names(probe_timeout(remaining))
+            names = self._window_names(probe_timeout(remaining)) or names
             return any(pattern.search(name) for name in names)
 
         with self.nested("waiting for a window to appear"):

@@ -29,8 +29,6 @@ import pytest
 SCRIPT = r'''
 import time
 
-from test_driver.errors import RequestedAssertionFailed
-
 out = driver.out_dir
 host_dir = Path(os.environ["CONFORMANCE_HOST_DIR"])
 
@@ -43,16 +41,8 @@ with subtest("wait_for_x"):
 with subtest("wait_for_window"):
     with subtest("failure"):
         began = time.monotonic()
-        try:
-            with no_sleep(), must_raise("action timed out"):
-                machine.wait_for_window("foobar", timeout=10)
-        except RequestedAssertionFailed as failure:
-            # Known driver bug (see KNOWN_BUG below): the window probe that the wait's own
-            # deadline cuts short (xwininfo killed, status 124) escapes as a failed command.
-            # Noted, and the rest still runs; anything else fails the test.
-            if "exit code 124" not in str(failure):
-                raise
-            print(f"KNOWN DRIVER BUG: {failure}")
+        with no_sleep(), must_raise("action timed out"):
+            machine.wait_for_window("foobar", timeout=10)
         waited = time.monotonic() - began
         assert 10 <= waited < 20, f"the 10 s window wait took {waited:.1f} s"
     with subtest("success"):
@@ -75,13 +65,6 @@ print("X11 PASSED")
 '''
 
 
-KNOWN_BUG = (
-    "driver bug: wait_for_window's probe runs xwininfo with what is left of the wait as its "
-    "timeout (probe_timeout); the last probe, started with a fraction of a second left, is "
-    "killed (status 124) and succeed() raises 'command ... failed (exit code 124)' out of the "
-    "wait instead of its 'action timed out' (upstream's last probe has no time limit)")
-
-
 @pytest.fixture(scope="session")
 def x11_guest():
     import x11
@@ -102,5 +85,3 @@ def test_x11_py(nixos_test, tmp_path: Path, x11_guest):
         white = sum(grey.histogram()[240:])
         assert white > 0.05 * 1024 * 768, f"{white} white pixels: no xterm on the screenshot"
     assert (tmp_path / "bar.png").exists()
-    if "KNOWN DRIVER BUG" in run.stdout:
-        pytest.xfail(KNOWN_BUG)

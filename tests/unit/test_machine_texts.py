@@ -12,7 +12,7 @@ from typing import Callable
 import pytest
 
 from test_driver.deadline import Duration
-from test_driver.errors import RequestedAssertionFailed
+from test_driver.errors import RequestedAssertionFailed, WaitTimeout
 from test_driver.logger import TerminalLogger
 from test_driver.machine.base import BaseMachine, retry
 
@@ -151,3 +151,13 @@ def test_window_names_are_cut_out_as_upstreams_sed_does():
              '  0x2 "a\\b": ("x" "y")\n     0x3 (has no name)\n')
     names = subprocess.run("sed " + SED_WINDOW_NAMES, shell=True, input=lines, capture_output=True, text=True)
     assert names.stdout == "xterm\n"
+
+
+def test_a_probe_cut_by_the_waits_deadline_ends_in_the_waits_timeout(tmp_path: Path):
+    """The last probe of a wait gets what is left, and may be stopped (status 124): the wait
+    must then fail as a wait ("action timed out"), not as a failed command."""
+    m = Scripted(tmp_path, lambda command: (124, ""))
+    with pytest.raises(WaitTimeout, match="action timed out"):
+        m.wait_for_unit("x", timeout=dt.timedelta(seconds=0.3))
+    with pytest.raises(WaitTimeout, match="action timed out"):
+        m.wait_for_unit_active_state("x", "active", timeout=dt.timedelta(seconds=0.3))

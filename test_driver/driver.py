@@ -29,6 +29,7 @@ from .machine.nspawn import machine_name_from_start_command
 from .machine.start_command import StartCommand
 from .polling_condition import PollingCondition, polling_interval
 from .report import failing_machine
+from .sandbox import Sandbox
 from .typecheck import pythonize as pythonize_name
 from .vlan import VLan
 
@@ -114,9 +115,11 @@ class Driver:
         self.socket_root = self.tmp_dir
         if len(os.fsencode(self.tmp_dir)) > 60:
             self.socket_root = Path(tempfile.mkdtemp(prefix="td-", dir="/tmp"))
+        self.sandbox = Sandbox(sorted({self.tmp_dir, self.socket_root}), self.logger)
         try:
+            self.sandbox.start(isolated=bool(containers))
             with self.logger.nested("start all VLans"):
-                self.vlans = [VLan(nr, self.socket_root, self.logger) for nr in vlan_numbers]
+                self.vlans = [VLan(nr, self.socket_root, self.logger, self.sandbox.wrap) for nr in vlan_numbers]
             self.machines_qemu = [self._new_machine(command.command, name)
                                   for command, name in zip(commands, machine_names)]
             self.machines_nspawn = [self._new_container(script, name) for name, script in containers]
@@ -145,6 +148,7 @@ class Driver:
                                 logger=self.logger, name=name, keep_machine_state=keep,
                                 callbacks=[self.check_polling_conditions], state_dir=self._kept_state(name, keep))
         machine.crash_listeners.append(self._on_crash)
+        machine.sandbox = self.sandbox
         return machine
 
     @staticmethod
@@ -234,6 +238,7 @@ class Driver:
                 thread.join()
             for vlan in self.vlans:
                 vlan.stop()
+            self.sandbox.stop()
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
             shutil.rmtree(self.socket_root, ignore_errors=True)
 

@@ -314,7 +314,7 @@ class Redeployer:
         with self.driver.logger.nested("start the new VLans"):
             try:
                 for nr in numbers:
-                    started.append(VLan(nr, self.driver.socket_root, self.driver.logger))
+                    started.append(VLan(nr, self.driver.socket_root, self.driver.logger, self.driver.sandbox.wrap))
             except BaseException as exc:
                 for vlan in started:
                     vlan.stop()

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import threading
 from pathlib import Path
+from typing import Callable
 
 from .deadline import Deadline
 from .errors import DriverError
@@ -26,7 +27,8 @@ class VLan:
     without it (an unprivileged build user) there is no tap, as upstream.
     """
 
-    def __init__(self, nr: int, tmp_dir: Path, logger: AbstractLogger, timeout: float = 30) -> None:
+    def __init__(self, nr: int, tmp_dir: Path, logger: AbstractLogger,
+                 wrap: Callable[[list[str]], list[str]] = lambda argv: argv, timeout: float = 30) -> None:
         self.nr = nr
         self.logger = logger
         self.socket_dir = Path(tmp_dir) / f"vde{nr}.ctl"
@@ -52,8 +54,8 @@ class VLan:
         self.watcher.start()
         if shutil.which("vde_plug2tap"):
             logger.info(f"creating tap interface {self.tap_name}")
-            self.plug = subprocess.Popen(
-                ["vde_plug2tap", "-s", str(self.socket_dir), self.tap_name],
+            self.plug = subprocess.Popen(  # in the run's network namespace, where containers bridge to it
+                wrap(["vde_plug2tap", "-s", str(self.socket_dir), self.tap_name]),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True, preexec_fn=die_with_parent)
         os.environ.update(self.env)

@@ -43,6 +43,7 @@ from ..errors import MachineCrashed, MachineError, MachineStopped, NotForContain
 from ..logger import AbstractLogger
 from .base import BaseMachine
 from .qemu import SERIAL_TAIL, PostMortem
+from ..sandbox import Sandbox, host_pid
 from .supervisor import Channel, Exit, Supervisor
 
 BOOT_LINE = re.compile(r"Welcome to |Startup finished|Reached target")
@@ -55,6 +56,8 @@ PROBE_PATH = "/run/current-system/sw/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """PATH of the fallback readiness probe (it runs before a command would source /etc/profile)."""
 STILL_WAITING = 10.0
 """Seconds between "still waiting" lines while a container boots, as upstream's."""
+GRACE = 5.0
+"""Seconds a container has to halt at cleanup before it is killed."""
 SOCKET_PATH_MAX = 107
 PF_EXITING = 0x4
 """The flag of a process that is exiting (``/proc/PID/stat``, field 9)."""
@@ -101,6 +104,8 @@ class NspawnMachine(BaseMachine):
         self._partial = b""
         self._commands: set[subprocess.Popen[bytes]] = set()
         self.interruptible_commands = True  # Ctrl-C always stops a container's command (its process group)
+        self.sandbox: Sandbox | None = None
+        """The run's sandbox (set by the driver): the start script runs in its namespaces."""
 
     if not TYPE_CHECKING:  # type checkers must still flag what a container lacks
 
@@ -157,8 +162,8 @@ class NspawnMachine(BaseMachine):
         console = Channel("console", self._console, lambda: None)
         errors = Channel("stderr", self._console, lambda: None)
         try:
-            self.pid = self.supervisor.launch([self.start_command], env, str(self.state_dir), [], console,
-                                              errors, self._on_exit)
+            argv = self.sandbox.wrap([self.start_command], str(self.state_dir)) if self.sandbox else [self.start_command]
+            self.pid = self.supervisor.launch(argv, env, str(self.state_dir), [], console, errors, self._on_exit)
         except BaseException:
             self._close_notify_socket()
             raise
@@ -186,6 +191,8 @@ class NspawnMachine(BaseMachine):
                     ready = True
                 elif line.startswith("X_NSPAWN_LEADER_PID=") and line[20:].isdigit():
                     leader = int(line[20:])
+            if leader is not None:
+                leader = self._host_pid(leader)
             with self.lock:
                 self.notified = True
                 self.notify_ready = self.notify_ready or ready
@@ -288,6 +295,58 @@ class NspawnMachine(BaseMachine):
             raise MachineError("NspawnMachine needs nsenter (util-linux) on the host")
         return [nsenter, "--target", str(self.init_pid), *NSENTER_NAMESPACES, *argv]
 
+    def _host_pid(self, pid: int) -> int | None:
+        """A PID the start script's processes named, in the driver's PID namespace (they may
+        run in the sandbox's)."""
+        if self.sandbox is None or not self.sandbox.isolated or self.pid is None:
+            return pid
+        return host_pid(self.pid, pid)
+
+    def _container_processes(self) -> list[int]:
+        """The processes of the container's PID namespace (its init's), as the driver sees them."""
+        if self.init_pid is None:
+            return []
+        try:
+            namespace = os.readlink(f"/proc/{self.init_pid}/ns/pid")
+        except OSError:
+            return []
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and os.readlink(proc / "ns/pid") == namespace:
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+        return found
+
+    def _kill_container(self, why: str) -> None:
+        """SIGKILL the container's init, which ends every process of its PID namespace, and
+        say what was killed."""
+        processes = self._container_processes()
+        if not processes or self.init_pid is None:
+            return
+        self.logger.warning(f"{why}; killed its {len(processes)} processes", {"machine": self.name})
+        try:
+            os.kill(self.init_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _halt(self) -> None:
+        """Ask the start script to stop (systemd-nspawn halts the container on SIGTERM).  In
+        the sandbox that is nsenter's child: nsenter itself stays, and ends with it."""
+        pid = self.pid
+        if pid is not None and self.sandbox is not None and self.sandbox.isolated:
+            try:
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except OSError:
+                children = []
+            pid = int(children[0]) if children else pid
+        try:
+            if pid is not None:
+                os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
     def _raise_if_stopped(self) -> bool:
         if self.stopped is not None:
             raise self.stopped
@@ -329,12 +388,14 @@ class NspawnMachine(BaseMachine):
             if nspawn or BOOT_LINE.search(line):
                 with self.lock:
                     if nspawn and self.nspawn_pid is None:
-                        self.nspawn_pid = int(nspawn[1])
+                        self.nspawn_pid = self._host_pid(int(nspawn[1]))
                     self.boot_line = self.boot_line or not nspawn
                     self.lock.notify_all()
 
     def _on_exit(self, exit: Exit) -> None:
         """The supervisor saw the start script end (from its thread)."""
+        if self.init_pid is not None and self._init_alive():  # systemd-nspawn went, its container stayed
+            self._kill_container("systemd-nspawn ended, its container did not")
         with self.lock:
             expected = self.expect_exit
             powered_off = exit.signal is None and exit.returncode == 0  # its systemd halted, unasked
@@ -398,7 +459,9 @@ class NspawnMachine(BaseMachine):
             self._close_notify_socket()
 
     def release(self) -> None:
-        """Stop the container (SIGTERM to the start script's group, SIGKILL after 5 s); used at cleanup."""
+        """Stop the container: SIGTERM to the start script's group (systemd-nspawn halts the
+        container), then after 5 s SIGKILL to the container's init, which ends every process
+        in it, and to the group; used at cleanup."""
         if self.supervisor is None:
             self._remove_notify_dir()
             return
@@ -406,7 +469,9 @@ class NspawnMachine(BaseMachine):
             self.expect_exit = True
         if self.booted:
             self.logger.info(f"kill container (pid {self.pid})", {"machine": self.name})
-        self.supervisor.release(lambda message: self.logger.report_error(message, {"machine": self.name}))
+        self.supervisor.release(lambda message: self.logger.report_error(message, {"machine": self.name}),
+                                GRACE, before_kill=lambda: self._kill_container(
+                                    f"container did not halt within {GRACE:g} s"), soft_stop=self._halt)
         self._close_notify_socket()
         self._remove_notify_dir()
 

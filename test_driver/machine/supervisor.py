@@ -33,6 +33,13 @@ def die_with_parent() -> None:  # runs in the child between fork and exec
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def die_with_parent_by(sig: int) -> Callable[[], None]:
+    """A ``preexec_fn`` giving the child ``sig`` when its parent (thread) ends."""
+    def preexec() -> None:
+        _libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    return preexec
+
+
 class SupervisorStuck(RuntimeError):
     """The supervisor thread did not finish after its process was killed."""
 
@@ -204,8 +211,10 @@ class Supervisor:
         except (ProcessLookupError, PermissionError):
             pass
 
-    def terminate(self, grace: float = 5.0, stuck: float = 10.0) -> Exit | None:
-        """SIGTERM the process group, SIGKILL after ``grace`` seconds; wait for the thread.
+    def terminate(self, grace: float = 5.0, stuck: float = 10.0, before_kill: Callable[[], None] | None = None,
+                  soft_stop: Callable[[], None] | None = None) -> Exit | None:
+        """SIGTERM the process group (or ``soft_stop()``), SIGKILL after ``grace`` seconds
+        (``before_kill`` runs first: what else must die with it); wait for the thread.
 
         Raises ``SupervisorStuck`` if the thread has not handled the exit ``stuck``
         seconds after the SIGKILL (it is blocked in a callback): the process group
@@ -214,8 +223,13 @@ class Supervisor:
         if self.thread is None:
             return None
         if not self._exited.is_set():
-            self._kill_group(signal.SIGTERM)
+            if soft_stop is not None:
+                soft_stop()
+            else:
+                self._kill_group(signal.SIGTERM)
             if not self._exited.wait(grace):
+                if before_kill is not None:
+                    before_kill()
                 self._kill_group(signal.SIGKILL)
         if not self._exited.wait(stuck):
             raise SupervisorStuck(f"the supervisor thread of {self.name} did not handle QEMU's exit "
@@ -226,11 +240,12 @@ class Supervisor:
                 stream.close()
         return self.exit
 
-    def release(self, report: Callable[[str], None], grace: float = 5.0, stuck: float = 10.0) -> None:
+    def release(self, report: Callable[[str], None], grace: float = 5.0, stuck: float = 10.0,
+                before_kill: Callable[[], None] | None = None, soft_stop: Callable[[], None] | None = None) -> None:
         """``terminate`` at cleanup: a stuck thread is reported, not raised, so the
         cleanup of everything else goes on."""
         try:
-            self.terminate(grace, stuck)
+            self.terminate(grace, stuck, before_kill, soft_stop)
         except SupervisorStuck as exc:
             report(f"{exc}; cleaning up without it")
 

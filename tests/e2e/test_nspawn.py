@@ -16,6 +16,7 @@ import pytest
 import tiny
 
 from conftest import kill_later, processes_mentioning, wait_no_processes
+from conftest_shared import Leftovers
 from test_driver.driver import Driver
 from test_driver.errors import MachineCrashed, MachineError, RequestedAssertionFailed, WaitTimeout
 from test_driver.machine import NspawnMachine
@@ -122,9 +123,10 @@ def test_sigterm_to_the_driver_stops_containers_too(guest, debian_guest, tmp_pat
     box = nspawn.write_start_script(tmp_path, "box", debian_guest)
     test = tmp_path / "t.py"
     test.write_text("box.succeed('true')\nbox.succeed('sleep 600')\n")
+    trace = Leftovers(private_tmp)  # as the kernel counts: every PID namespace, stopped and zombie processes
     proc = subprocess.Popen([sys.executable, "-m", "test_driver.cli_main", "--container-start-scripts", str(box),
                              "-o", str(tmp_path), str(test)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, preexec_fn=trace.enter)
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -136,6 +138,7 @@ def test_sigterm_to_the_driver_stops_containers_too(guest, debian_guest, tmp_pat
     finally:
         proc.kill()
         proc.wait()
+    assert trace.wait(10) == []
     assert leftovers(private_tmp) == []
 
 

@@ -45,10 +45,48 @@ ln -sfn bash "$state/upper/usr/bin/sh"
 exec unshare --mount --propagation private /bin/sh -euc '
   mount -o loop,ro "$1" "$2/lower"
   mount -t overlay overlay -o "lowerdir=$2/lower,upperdir=$2/upper,workdir=$2/work" "$2/root"
-  echo "systemd-nspawn'"'"'s PID is $$"
+{launch}' run-{name}-nspawn {image} "$state" {name} "$shared"
+"""
+
+LAUNCH_PRIVATE = r"""  echo "systemd-nspawn'"'"'s PID is $$"
   exec systemd-nspawn --quiet --boot --register=no --keep-unit --private-network {notify_ready}\
     --machine="$3" --directory="$2/root" --bind="$4:/tmp/shared"
-' run-{name}-nspawn {image} "$state" {name} "$shared"
+"""
+
+# On VLANs, as nixpkgs' run-nspawn: a network namespace of the container's own with a veth
+# link per VLAN, whose host end joins the bridge brN (made if missing, with the driver's
+# vde-tapN in it); all of it removed again when systemd-nspawn has ended.
+LAUNCH_VLANS = r"""  netns=td-nspawn-$3 name=$3
+  cleanup() {{
+    for link in {host_links}; do ip link delete "$link" 2>/dev/null || true; done
+    for vlan in {vlans}; do
+      [ -z "$(ls /sys/class/net/br$vlan/brif 2>/dev/null | grep -v "^vde-tap$vlan\$")" ] && ip link delete "br$vlan" 2>/dev/null || true
+    done
+    ip netns delete "$netns" 2>/dev/null || true
+  }}
+  trap cleanup EXIT
+  ip netns add "$netns"
+  ip -n "$netns" link set lo up
+  mkdir -p "$2/net"
+  printf "%s\n" "127.0.0.1 localhost" {hosts_lines} > "$2/net/hosts"
+  for vlan in {vlans}; do
+    if [ ! -e "/sys/class/net/br$vlan" ]; then
+      ip link add "br$vlan" type bridge && ip link set "br$vlan" up && ip addr add "192.168.$vlan.254/24" dev "br$vlan"
+    fi
+    if [ -e "/sys/class/net/vde-tap$vlan" ]; then ip link set "vde-tap$vlan" master "br$vlan" up; fi
+    ip link add "$name-vl$vlan" type veth peer name "vl$vlan" netns "$netns"
+    ip link set "$name-vl$vlan" master "br$vlan" up
+  done
+{addresses}  exec 3<&0
+  systemd-nspawn --quiet --boot --register=no --keep-unit {notify_ready}\
+    --network-namespace-path="/run/netns/$netns" --bind-ro="$2/net/hosts:/etc/hosts" \
+    --machine="$3" --directory="$2/root" --bind="$4:/tmp/shared" <&3 3<&- &
+  child=$!
+  echo "systemd-nspawn'"'"'s PID is $child"
+  trap "kill -TERM $child 2>/dev/null || true" TERM INT HUP
+  status=0
+  while kill -0 "$child" 2>/dev/null; do wait "$child" && status=0 || status=$?; done
+  exit "$status"
 """
 
 
@@ -57,12 +95,26 @@ def build() -> debian.DebianGuest:
 
 
 def write_start_script(directory: Path, name: str, guest: debian.DebianGuest | None = None,
-                       notify_ready: bool = True, notify_socket: bool = True, **_options: object) -> Path:
-    """Write DIRECTORY/run-NAME-nspawn starting the container guest (options: see above)."""
+                       notify_ready: bool = True, notify_socket: bool = True,
+                       vlans: dict[int, int] | None = None, hosts: dict[str, str] | None = None,
+                       **_options: object) -> Path:
+    """Write DIRECTORY/run-NAME-nspawn starting the container guest (options: see above;
+    ``vlans``: VLAN -> this container's number N on it, 192.168.VLAN.N on interface vlVLAN;
+    ``hosts``: its /etc/hosts)."""
     guest = guest or build()
     path = Path(directory) / f"run-{name}-nspawn"
+    notify = "--notify-ready=yes " if notify_ready else ""
+    if vlans:
+        addresses = "".join(f'  ip -n "$netns" addr add 192.168.{vlan}.{n}/24 dev vl{vlan} && '
+                            f'ip -n "$netns" link set vl{vlan} up\n' for vlan, n in vlans.items())
+        launch = LAUNCH_VLANS.format(
+            vlans=" ".join(map(str, vlans)), host_links=" ".join(f'"$name-vl{vlan}"' for vlan in vlans),
+            hosts_lines=" ".join(f'"{addr} {host}"' for host, addr in (hosts or {}).items()),
+            addresses=addresses, notify_ready=notify)
+    else:
+        launch = LAUNCH_PRIVATE.format(notify_ready=notify)
     return tiny.write_executable(path, START_SCRIPT.format(
-        name=name, image=guest.image, notify_ready="--notify-ready=yes " if notify_ready else "",
+        name=name, image=guest.image, launch=launch,
         unset_notify="" if notify_socket else "unset NOTIFY_SOCKET\n"))
 
 

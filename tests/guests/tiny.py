@@ -86,8 +86,9 @@ if grep -q shared /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag 2>/dev/null; 
   mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 shared /tmp/shared
 fi
 for dev in /sys/class/net/eth*; do [ -e "$dev" ] && ip link set "${dev##*/}" up; done
-# eth0 is QEMU's user-mode network, whose DHCP gives NixOS machines this address (forward_port)
-ip addr add 10.0.2.15/24 dev eth0 2>/dev/null && ip route add default via 10.0.2.2 2>/dev/null
+# eth0 is QEMU's user-mode network, whose DHCP gives NixOS machines this address (forward_port);
+# no default route through it: QEMU's user network answers pings to anything, VLANs' isolation included
+ip addr add 10.0.2.15/24 dev eth0 2>/dev/null
 exit 0
 """
 

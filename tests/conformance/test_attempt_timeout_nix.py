@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 import datetime as dt

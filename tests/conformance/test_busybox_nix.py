@@ -9,7 +9,7 @@ check that the applets really come first, and a command, a timeout and a file wa
 
 from __future__ import annotations
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 import datetime as dt

@@ -12,7 +12,7 @@ boot messages, and takes new lines.
 
 from __future__ import annotations
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 import time

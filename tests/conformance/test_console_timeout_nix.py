@@ -9,7 +9,7 @@ second wait sees the lines that came after the first match, within its 10 s.
 
 from __future__ import annotations
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 machine.start()

@@ -14,7 +14,7 @@ UUID(bytes=vendor_uuid.bytes_le)``, the on-flash byte order) with data 0x2b.
 
 from __future__ import annotations
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 import unittest

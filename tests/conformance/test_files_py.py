@@ -12,7 +12,7 @@ does nothing.
 
 from __future__ import annotations
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 import tempfile

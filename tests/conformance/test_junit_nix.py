@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 machine.start()

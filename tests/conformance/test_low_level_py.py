@@ -25,7 +25,7 @@ import os
 import shutil
 from pathlib import Path
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 import datetime as dt

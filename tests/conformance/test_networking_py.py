@@ -14,7 +14,7 @@ host read exactly ``b"Hello\\n"`` from ``localhost:HOST``.  (nixpkgs forwards ho
 
 from __future__ import annotations
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 import socket

@@ -8,7 +8,7 @@ What it asserts: each is reachable from the script under its Python name (``a-b`
 
 from __future__ import annotations
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 start_all()

@@ -9,7 +9,7 @@ or its docstring), lets commands run; ``.condition.description`` is that descrip
 
 from __future__ import annotations
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 with subtest("Failures"):

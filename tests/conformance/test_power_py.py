@@ -8,7 +8,7 @@ returns at once; ``booted`` is false; the method again is a no-op; ``join_all()`
 
 from __future__ import annotations
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 with subtest("power off related"):

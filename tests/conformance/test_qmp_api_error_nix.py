@@ -8,7 +8,7 @@ What it asserts: ``QMPAPIError`` imports from ``test_driver.machine.qmp``; after
 
 from __future__ import annotations
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 from test_driver.machine.qmp import QMPAPIError

@@ -10,7 +10,7 @@ tests/unit/test_nix_module.py evaluates our module.)
 
 from __future__ import annotations
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 start_all()

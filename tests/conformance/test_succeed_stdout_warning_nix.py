@@ -12,7 +12,7 @@ process it started still holds its stdout open".)
 
 from __future__ import annotations
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 start_all()

@@ -7,7 +7,7 @@ asking for state 'borked' raises with upstream's words "to to be in state 'borke
 
 from __future__ import annotations
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 machine.wait_for_unit("multi-user.target")

@@ -22,7 +22,7 @@ gives on a failing command: its status, and stdout and stderr kept apart.
 
 from __future__ import annotations
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 start_all()

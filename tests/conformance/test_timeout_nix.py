@@ -8,7 +8,7 @@ status is 143 (ended by SIGTERM).  We also check that nothing of the run is left
 
 from __future__ import annotations
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 start_all()

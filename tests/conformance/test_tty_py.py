@@ -11,7 +11,7 @@ non-space ASCII character, which tty1 shows within 10 s; ``send_key("ctrl-d")``;
 
 from __future__ import annotations
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 import re

@@ -16,7 +16,7 @@ deactivating and failed.
 
 from __future__ import annotations
 
-from conftest import Node
+from nixos_tests import Node
 
 SCRIPT = r'''
 machine.wait_for_unit_active_state("test.service", "inactive", timeout=10)

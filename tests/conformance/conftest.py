@@ -21,6 +21,13 @@ def debian_guest() -> debian.DebianGuest:
 
 
 @pytest.fixture(scope="session")
+def x11_guest() -> debian.DebianGuest:
+    import x11
+
+    return x11.build()
+
+
+@pytest.fixture(scope="session")
 def tiny_guest() -> tiny.Guest:
     return tiny.build()
 
@@ -45,6 +52,10 @@ def nixos_test(tmp_path: Path, tiny_guest: tiny.Guest, request: pytest.FixtureRe
                 scripts.append(str(debian.write_start_script(tmp_path, name, guest, node.append,
                                                              node.memory or 1024, seabios=node.seabios,
                                                              efi=node.efi)))
+            elif node.kind == "x11":
+                import x11
+
+                scripts.append(str(x11.write_start_script(tmp_path, name, request.getfixturevalue("x11_guest"))))
             elif node.kind == "container":
                 import nspawn
 

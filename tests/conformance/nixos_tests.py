@@ -9,7 +9,8 @@ scripts named ``run-NODE-vm``, the script from a file, the exit status and the l
 
 ``nixos_test(script, nodes)`` runs one.  A node is ``Node("tiny")`` (the busybox/bash
 initramfs guest: seconds to boot, no systemd), ``Node("debian")`` (the debootstrap'ed
-systemd guest) or ``Node("container")`` (that tree under systemd-nspawn); ``append``
+systemd guest) or ``Node("container")`` (that tree under systemd-nspawn) or ``Node("x11")`` (the Debian guest
+with an X session, tests/guests/x11.py); ``append``
 adds kernel parameters, for the Debian guest's optional parts (``systemd.wants=UNIT``).
 """
 

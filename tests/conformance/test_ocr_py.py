@@ -14,9 +14,8 @@ else on IceWM's screen says ``root@``).
 
 from __future__ import annotations
 
-from pathlib import Path
 
-import pytest
+from nixos_tests import Node
 
 SCRIPT = r'''
 machine.wait_for_x()
@@ -29,16 +28,6 @@ print("OCR PASSED")
 '''
 
 
-@pytest.fixture(scope="session")
-def x11_guest():
-    import x11
-
-    return x11.build()
-
-
-def test_ocr_py(nixos_test, tmp_path: Path, x11_guest):
-    import x11
-
-    start = x11.write_start_script(tmp_path, "x11", x11_guest)
-    run = nixos_test(SCRIPT, args=["--start-scripts", str(start)], common=True).check()
+def test_ocr_py(nixos_test) -> None:
+    run = nixos_test(SCRIPT, {"x11": Node("x11")}, common=True).check()
     assert "OCR PASSED" in run.stdout

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from nixos_tests import Node
 
 SCRIPT = r'''
 import time
@@ -65,19 +65,10 @@ print("X11 PASSED")
 '''
 
 
-@pytest.fixture(scope="session")
-def x11_guest():
-    import x11
-
-    return x11.build()
-
-
-def test_x11_py(nixos_test, tmp_path: Path, x11_guest):
-    import x11
+def test_x11_py(nixos_test, tmp_path: Path):
     from PIL import Image
 
-    start = x11.write_start_script(tmp_path, "x11", x11_guest)
-    run = nixos_test(SCRIPT, args=["--start-scripts", str(start)], common=True).check()
+    run = nixos_test(SCRIPT, {"x11": Node("x11")}, common=True).check()
     assert "X11 PASSED" in run.stdout
     with Image.open(run.out / "foo.png") as shot:
         assert shot.format == "PNG" and shot.size == (1024, 768), (shot.format, shot.size)

@@ -38,7 +38,6 @@ python3Packages.buildPythonApplication {
       junit-xml
       pillow
       ptpython
-      pytesseract
       pytest-testinfra # machine.run/user/file/service (testinfra's Host API)
       remote-pdb
     ])

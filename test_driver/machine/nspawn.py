@@ -529,6 +529,8 @@ class NspawnMachine(BaseMachine):
                 if isinstance(self.stopped, (MachineCrashed, UnexpectedShutdown)):
                     raise self.stopped
         finally:
+            if proc.poll() is None:  # interrupted anywhere: nothing of it may outlive the call (nsenter
+                _kill_group(proc, signal.SIGKILL)  # would stop itself when the container freezes it)
             with self.lock:
                 self._commands.discard(proc)
                 self.running_command = None

@@ -21,8 +21,8 @@ from typing import Any, Callable
 from ..deadline import Deadline, Duration, seconds, wait_for
 from ..duration import FIFTEEN_MINUTES, warn_if_number
 from ..efi import EfiVariable, EfiVars
-from ..errors import (BackdoorError, MachineCrashed, MachineError, MachineStopped, QMPError, UnexpectedShutdown,
-                      WaitTimeout)
+from ..errors import (BackdoorError, MachineCrashed, MachineError, MachineStopped, QMPError,
+                      RequestedAssertionFailed, UnexpectedShutdown, WaitTimeout)
 from ..keys import key_for
 from ..logger import AbstractLogger
 from ..protocol.backdoor import Backdoor
@@ -793,7 +793,9 @@ class QemuMachine(BaseMachine):
 
     def get_window_names(self) -> list[str]:
         """Names of the X11 windows (``xwininfo -root -tree``)."""
-        return self._window_names(None)
+        names = self._window_names(None)
+        assert names is not None  # (only a probe's own time limit gives None)
+        return names
 
     def _window_names(self, timeout: Duration | None) -> list[str] | None:
         """``get_window_names`` as a wait's probe: None when its time limit cut it short."""

@@ -130,7 +130,6 @@ ExecReload=/bin/sleep 5
     "autologin-tty1.service": """[Unit]
 Description=root logged in on tty1 (NixOS's services.getty.autologinUser)
 ConditionKernelCommandLine=td.autologin
-Conflicts=getty@tty1.service
 After=systemd-user-sessions.service td-fb.service
 [Service]
 ExecStart=-/sbin/agetty --autologin root --noclear tty1 linux

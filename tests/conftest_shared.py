@@ -52,6 +52,14 @@ def _links() -> set[str]:
     return {name for name in os.listdir("/sys/class/net")}
 
 
+def _files(top: Path) -> set[Path]:
+    """Every path below ``top`` (what is being removed meanwhile is simply not there)."""
+    found = set()
+    for root, dirs, names in os.walk(top):
+        found.update(Path(root) / name for name in [*dirs, *names])
+    return found
+
+
 def _netns() -> set[str]:
     return set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
 
@@ -68,7 +76,7 @@ class Leftovers:
     def __init__(self, *dirs: Path) -> None:
         self.dirs = [Path(d) for d in dirs]
         self.mounts, self.links, self.netns = _mounts(), _links(), _netns()
-        self.files = {d: set(d.rglob("*")) if d.exists() else set() for d in self.dirs}
+        self.files = {d: _files(d) for d in self.dirs}
         self.cgroup = Path("/sys/fs/cgroup/pids") / f"td-leftovers-{os.getpid()}-{time.monotonic_ns()}"
         self.cgroup.mkdir()
 
@@ -95,7 +103,7 @@ class Leftovers:
         left += [f"link {name}" for name in sorted(_links() - self.links)]
         left += [f"netns {name}" for name in sorted(_netns() - self.netns)]
         for d in self.dirs:
-            left += [f"file {f}" for f in sorted((set(d.rglob("*")) if d.exists() else set()) - self.files[d])]
+            left += [f"file {f}" for f in sorted(_files(d) - self.files[d])]
         return left
 
     def wait(self, timeout: float = 10.0) -> list[str]:

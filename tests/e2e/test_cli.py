@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import tiny
 
-from conftest import driver_running, processes_mentioning, wait_no_processes
+from e2e_support import driver_running, processes_mentioning, wait_no_processes
 
 
 def test_passing_script_exits_zero(run, tmp_path):

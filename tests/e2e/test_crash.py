@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import kill_later
+from e2e_support import kill_later
 
 from test_driver.errors import MachineCrashed, WaitTimeout
 

@@ -15,7 +15,7 @@ import pexpect
 import pytest
 import tiny
 
-from conftest import processes_mentioning, wait_no_processes
+from e2e_support import processes_mentioning, wait_no_processes
 
 PROMPT = r"In \["  # IPython's prompt (coloured: the number sits between colour codes), as upstream's shell
 

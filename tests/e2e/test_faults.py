@@ -11,7 +11,7 @@ import time
 import pytest
 import tiny
 
-from conftest import wait_no_processes
+from e2e_support import wait_no_processes
 from test_driver.errors import WaitTimeout
 from test_driver.machine.qemu import KILL_GRACE
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import driver_running
+from e2e_support import driver_running
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh installs it)")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import tiny
 
-from conftest import driver_running, wait_no_processes
+from e2e_support import driver_running, wait_no_processes
 from test_driver.logger import machine_colour
 
 NESTED = """\

@@ -15,7 +15,7 @@ import nspawn
 import pytest
 import tiny
 
-from conftest import kill_later, processes_mentioning, wait_no_processes
+from e2e_support import kill_later, processes_mentioning, wait_no_processes
 from conftest_shared import Leftovers
 from test_driver.driver import Driver
 from test_driver.errors import MachineCrashed, MachineError, RequestedAssertionFailed, WaitTimeout

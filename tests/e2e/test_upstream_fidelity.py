@@ -19,7 +19,7 @@ from test_driver.errors import MachineCrashed, MachineError, RequestedAssertionF
 
 @pytest.fixture(scope="module")
 def vm(guest, tmp_path_factory):
-    from conftest import Log
+    from e2e_support import Log
 
     import tiny
     from test_driver.driver import Driver

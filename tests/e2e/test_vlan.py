@@ -32,7 +32,7 @@ def scripts(guest, directory) -> list[str]:
 def net(guest, tmp_path_factory):
     base = tmp_path_factory.mktemp("vlan")
     before = vde_pids()
-    from conftest import Log
+    from e2e_support import Log
 
     driver = Driver(scripts(guest, base), [1, 2], "", base, Log())
     try:

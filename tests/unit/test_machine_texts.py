@@ -4,40 +4,18 @@ errors, as upstream's, checked against a machine whose execute() answers from a 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from fake_machine import FakeMachine
 
-from test_driver.deadline import Duration
 from test_driver.errors import RequestedAssertionFailed, WaitTimeout
-from test_driver.logger import TerminalLogger
-from test_driver.machine.base import BaseMachine, retry
+from test_driver.machine.base import retry
 
 
-class Scripted(BaseMachine):
+class Scripted(FakeMachine):
     """Answers each command with ``answer(command)``; records what it was asked."""
-
-    def __init__(self, tmp_path: Path, answer: Callable[[str], tuple[int, str]]) -> None:
-        super().__init__(tmp_path, "m", TerminalLogger(io.StringIO(), colour=False), tmp_path)
-        self.answer = answer
-        self.asked: list[tuple[str, Duration | None]] = []
-
-    def is_up(self) -> bool:
-        return True
-
-    def start(self) -> None:
-        pass
-
-    def wait_for_shutdown(self) -> None:
-        pass
-
-    def _execute(self, command: str, check_return: bool, check_output: bool,
-                 timeout: Duration | None) -> tuple[int, str]:
-        self.asked.append((command, timeout))
-        return self.answer(command)
 
 
 def test_sleep_takes_a_duration_or_the_older_secs(tmp_path: Path):

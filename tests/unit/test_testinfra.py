@@ -6,19 +6,16 @@ run the command in the guest."""
 from __future__ import annotations
 
 import datetime as dt
-import io
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from fake_machine import FakeMachine
 
 from test_driver import typecheck
-from test_driver.deadline import Duration
-from test_driver.logger import TerminalLogger
 from test_driver.machine import testinfra as bridge
-from test_driver.machine.base import BaseMachine
 
 ROOT = Path(__file__).resolve().parents[2]
 WRAPPER_HEAD = "( set +e +u +o pipefail\n"
@@ -42,29 +39,11 @@ GUEST = {
 }
 
 
-class Fake(BaseMachine):
+class Fake(FakeMachine):
     """A machine whose ``_execute`` is ``answer``; records each command and its timeout."""
 
     def __init__(self, tmp_path: Path) -> None:
-        super().__init__(tmp_path, "fake", TerminalLogger(io.StringIO(), colour=False), tmp_path)
-        self.asked: list[tuple[str, Duration | None]] = []
-
-    def is_up(self) -> bool:
-        return True
-
-    def start(self) -> None:
-        pass
-
-    def wait_for_shutdown(self) -> None:
-        pass
-
-    def _execute(self, command: str, check_return: bool, check_output: bool,
-                 timeout: Duration | None) -> tuple[int, str]:
-        self.asked.append((command, timeout))
-        return self.answer(command)
-
-    def answer(self, command: str) -> tuple[int, str]:
-        raise NotImplementedError
+        super().__init__(tmp_path, name="fake")
 
 
 class Scripted(Fake):

@@ -4,6 +4,7 @@ whose machine went down must not pass on a freshly booted one."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -50,3 +51,26 @@ def test_an_awaited_shutdown_still_boots_again(make_driver):
     assert sleeper.succeed("echo again") == "again\n"
     sleeper.shutdown()
     assert sleeper.succeed("echo and again") == "and again\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="systemd-nspawn needs root")
+def test_a_container_that_halts_itself_fails_the_next_command(debian_guest, tmp_path, private_tmp, log):
+    import nspawn
+
+    from test_driver.driver import Driver
+
+    script = nspawn.write_start_script(tmp_path, "box", debian_guest)
+    out = tmp_path / "out"
+    out.mkdir()
+    with Driver([], [], "", out, log, container_start_scripts=[str(script)]) as driver:
+        box = driver.machines_nspawn[0]
+        box.succeed("true")
+        box.succeed("systemctl poweroff --no-block")
+        wait_until_down(box)
+        with pytest.raises(ConnectionError) as caught:
+            box.succeed("true")
+        message = str(caught.value)
+        assert isinstance(caught.value, MachineStopped) and "'box'" in message, message
+        assert "shut itself down" in message and "wait_for_shutdown()" in message, message
+        box.wait_for_shutdown()
+        assert box.succeed("echo back") == "back\n"

@@ -38,6 +38,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny  # noqa: E402
@@ -302,14 +303,17 @@ def stage1_initrd(modules: list[tuple[str, bytes]]) -> bytes:
     return cpio.finish()
 
 
-def build(cache: Path | None = None) -> DebianGuest:
-    """Build (or reuse) the Debian guest; about a minute the first time."""
+def build(cache: Path | None = None, kind: str = "debian", packages: list[str] = PACKAGES,
+          more: Callable[[Path], None] | None = None, recipe_of: list[Path] = [], size: str = "1G") -> DebianGuest:
+    """Build (or reuse) the Debian guest; about a minute the first time.  A variant (x11.py)
+    names its ``kind``, its ``packages``, ``more`` customisation of the tree, the files of its
+    recipe and the image's ``size``."""
     cache = cache or tiny.cache_root()
     package = tiny.kernel_package()
     mirror, suite = debian_source()
-    recipe = hashlib.sha256(Path(__file__).read_bytes() + Path(tiny.__file__).read_bytes()
+    recipe = hashlib.sha256(b"".join(path.read_bytes() for path in [*recipe_of, Path(__file__), Path(tiny.__file__)])
                             + f"{package} {mirror} {suite}".encode()).hexdigest()[:12]
-    guest = DebianGuest(cache / f"debian-{recipe}")
+    guest = DebianGuest(cache / f"{kind}-{recipe}")
     if guest.image.exists() and guest.initrd.exists() and guest.kernel.exists() and guest.bzimage.exists():
         return guest
     cache.mkdir(parents=True, exist_ok=True)
@@ -319,13 +323,15 @@ def build(cache: Path | None = None) -> DebianGuest:
     staging = Path(tempfile.mkdtemp(dir=cache, prefix=".building-"))
     try:
         root = staging / "root"
-        subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+        subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
                         suite, str(root), mirror], check=True, stdout=subprocess.DEVNULL)
         customize(root)
+        if more is not None:
+            more(root)
         install_modules(kernel_root / "lib/modules" / version, root / "lib/modules" / version)
         subprocess.run(["chroot", str(root), "depmod", version], check=True)
         subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(root),
-                        str(staging / "rootfs.img"), "1G"], check=True)
+                        str(staging / "rootfs.img"), size], check=True)
         shutil.rmtree(root)
         (staging / "vmlinux").write_bytes(
             tiny.extract_vmlinux(kernel_root / "boot" / f"vmlinuz-{version}"))

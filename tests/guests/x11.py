@@ -32,13 +32,7 @@ backdoor answers after about 14 s and ``wait_for_x`` returns after about 20 s.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -135,41 +129,7 @@ def customize(root: Path) -> None:
 
 def build(cache: Path | None = None) -> debian.DebianGuest:
     """Build (or reuse) the X11 guest; a few minutes the first time (debootstrap of X, lightdm, IceWM)."""
-    cache = cache or tiny.cache_root()
-    package = tiny.kernel_package()
-    mirror, suite = debian.debian_source()
-    recipe = hashlib.sha256(Path(__file__).read_bytes() + Path(debian.__file__).read_bytes()
-                            + Path(tiny.__file__).read_bytes()
-                            + f"{package} {mirror} {suite}".encode()).hexdigest()[:12]
-    guest = debian.DebianGuest(cache / f"x11-{recipe}")
-    if guest.image.exists() and guest.initrd.exists() and guest.kernel.exists():
-        return guest
-    cache.mkdir(parents=True, exist_ok=True)
-    kernel_root = tiny.unpack_kernel(package, cache / package)
-    version = package.removeprefix("linux-image-")
-    modules = tiny.load_order(kernel_root / "lib/modules" / version, debian.STAGE1_MODULES)
-    staging = Path(tempfile.mkdtemp(dir=cache, prefix=".building-"))
-    try:
-        root = staging / "root"
-        subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-                        suite, str(root), mirror], check=True, stdout=subprocess.DEVNULL)
-        debian.customize(root)
-        customize(root)
-        debian.install_modules(kernel_root / "lib/modules" / version, root / "lib/modules" / version)
-        subprocess.run(["chroot", str(root), "depmod", version], check=True)
-        subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(root),
-                        str(staging / "rootfs.img"), IMAGE_SIZE], check=True)
-        shutil.rmtree(root)
-        (staging / "vmlinux").write_bytes(
-            tiny.extract_vmlinux(kernel_root / "boot" / f"vmlinuz-{version}"))
-        (staging / "initrd").write_bytes(gzip.compress(debian.stage1_initrd(modules), 1))
-        os.rename(staging, guest.directory)
-    except OSError:
-        if not guest.image.exists():
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return guest
+    return debian.build(cache, "x11", PACKAGES, customize, [Path(__file__)], IMAGE_SIZE)
 
 
 def write_start_script(directory: Path, name: str, guest: debian.DebianGuest | None = None,

@@ -68,8 +68,30 @@ def _safe_points() -> dict[CodeType, set[int]]:
 _SAFE_POINTS = _safe_points()
 
 
+class held:
+    """``with interrupt.held():`` keeps a signal arriving in the main thread pending until the
+    block ends, and raises it there, as its last step: for a stretch that must not be cut
+    halfway, such as starting a process and noting it (its owner's ``finally`` could not
+    stop a process it never heard of).  Nests; in other threads it does nothing."""
+
+    _depth = 0
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            held._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        held._depth -= 1
+        if held._depth == 0 and _redeliverer is not None and _redeliverer.pending is not None:
+            _redeliverer.raise_now(*_redeliverer.pending)
+
+
 def safe_to_raise(frame: FrameType | None) -> bool:
     """Whether an exception raised in ``frame`` (the main thread's innermost) unwinds cleanly."""
+    if held._depth:
+        return False
     if frame is None:
         return True
     lines = _SAFE_POINTS.get(frame.f_code)

@@ -38,6 +38,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from .. import interrupt
 from ..deadline import Deadline, Duration, seconds, wait_for
 from ..errors import MachineCrashed, MachineError, MachineStopped, NotForContainers, UnexpectedShutdown, WaitTimeout
 from ..logger import AbstractLogger
@@ -504,17 +505,19 @@ class NspawnMachine(BaseMachine):
             self.connect()
         argv = self._command_argv(command)
         limit = seconds(timeout)
-        # stdin is the driver's, as upstream's; stderr goes to the log as it comes, and the
-        # call does not wait for it to close (a background job may keep it: `sleep 9 >&2 &`)
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={},
-                                start_new_session=True)
-        stderr = threading.Thread(target=self._log_stderr, args=(proc,), name=f"stderr-{self.name}",
-                                  daemon=True)
-        stderr.start()
-        with self.lock:
-            self._commands.add(proc)
-            self.running_command = command
+        proc: subprocess.Popen[bytes] | None = None
         try:
+            with interrupt.held():  # a Ctrl-C or SIGTERM comes after the command is ours to stop
+                # stdin is the driver's, as upstream's; stderr goes to the log as it comes, and the
+                # call does not wait for it to close (a background job may keep it: `sleep 9 >&2 &`)
+                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={},
+                                        start_new_session=True)
+                with self.lock:
+                    self._commands.add(proc)
+                    self.running_command = command
+                stderr = threading.Thread(target=self._log_stderr, args=(proc,), name=f"stderr-{self.name}",
+                                          daemon=True)
+                stderr.start()
             out, timed_out = self._wait(proc, Deadline(limit))
             stderr.join(0.2)
             with self.lock:
@@ -529,11 +532,12 @@ class NspawnMachine(BaseMachine):
                 if isinstance(self.stopped, (MachineCrashed, UnexpectedShutdown)):
                     raise self.stopped
         finally:
-            if proc.poll() is None:  # interrupted anywhere: nothing of it may outlive the call (nsenter
-                _kill_group(proc, signal.SIGKILL)  # would stop itself when the container freezes it)
-            with self.lock:
-                self._commands.discard(proc)
-                self.running_command = None
+            if proc is not None:
+                if proc.poll() is None:  # interrupted anywhere: nothing of it may outlive the call (nsenter
+                    _kill_group(proc, signal.SIGKILL)  # would stop itself when the container freezes it)
+                with self.lock:
+                    self._commands.discard(proc)
+                    self.running_command = None
         if timed_out:
             raise subprocess.TimeoutExpired(argv, limit or 0.0, output=out or None)
         text = out.decode(errors="replace").replace("\r\n", "\n").replace("\r", "\n")  # text mode, as upstream

@@ -142,6 +142,36 @@ def test_sigterm_to_the_driver_stops_containers_too(guest, debian_guest, tmp_pat
     assert leftovers(private_tmp) == []
 
 
+# The test script makes the signal come at the worst moment: just after the command's nsenter
+# started, before the driver noted it (when its stderr reader starts).
+SIGTERM_AS_THE_COMMAND_STARTS = """\
+import os, signal, threading
+start = threading.Thread.start
+def start_and_signal(thread):
+    if thread.name.startswith("stderr-"):
+        os.kill(os.getpid(), signal.SIGTERM)
+    start(thread)
+threading.Thread.start = start_and_signal
+box.succeed("sleep 600")
+"""
+
+
+def test_sigterm_as_a_command_starts_leaves_none_of_it(debian_guest, tmp_path, private_tmp):
+    """CI once found a stopped nsenter (and its zombie) after a SIGTERM: the signal had come
+    between the command's start and the moment the driver noted it, so nobody killed it; the
+    container's halt then stopped nsenter for good.  A signal is held back over that stretch."""
+    box = nspawn.write_start_script(tmp_path, "box", debian_guest)
+    test = tmp_path / "t.py"
+    test.write_text("box.succeed('true')\n" + SIGTERM_AS_THE_COMMAND_STARTS)
+    trace = Leftovers(private_tmp)
+    proc = subprocess.run([sys.executable, "-m", "test_driver.cli_main", "--container-start-scripts", str(box),
+                           "-o", str(tmp_path), str(test)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, preexec_fn=trace.enter, timeout=120)
+    assert proc.returncode == -signal.SIGTERM, proc.stdout
+    assert trace.wait(10) == []
+    assert leftovers(private_tmp) == []
+
+
 @pytest.mark.parametrize("notify_socket", [True, False], ids=["notify", "no-notify-socket"])
 def test_the_first_command_waits_for_the_containers_manager(debian_guest, tmp_path, private_tmp, log,
                                                            notify_socket):

@@ -171,3 +171,24 @@ def test_die_by_ends_the_process_by_the_signal_from_any_thread(where):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert result.returncode == -signal.SIGTERM, result
     assert "still alive" not in result.stdout and "handler ran" not in result.stdout
+
+
+def test_a_signal_inside_held_comes_when_the_block_ends(handlers) -> None:
+    """A stretch that must not be cut halfway (start a process, note it) gets the signal at
+    its end, once; nested holds end at the outermost."""
+    handlers()
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupt.held():
+            with interrupt.held():
+                signal.pthread_kill(MAIN, signal.SIGINT)
+                time.sleep(0.2)  # several nudges pass meanwhile
+                reached.append("inner end")
+            reached.append("outer end")
+    assert reached == ["inner end", "outer end"]
+    late = []
+    try:
+        time.sleep(0.1)
+    except KeyboardInterrupt:
+        late.append(1)
+    assert late == []

@@ -30,6 +30,7 @@ from .machine.start_command import StartCommand
 from .polling_condition import PollingCondition, polling_interval
 from .report import failing_machine
 from .sandbox import Sandbox
+from .script_file import ScriptFile
 from .typecheck import pythonize as pythonize_name
 from .vlan import VLan
 
@@ -77,6 +78,8 @@ class Driver:
         self.timed_out: str | None = None
         """Set when the global timeout fired: what was running then."""
         self.code: CodeType | None = None if plan is not None else self._compile(tests)
+        self.script_file = ScriptFile.of(test_script_path, tests) if plan is None else None
+        """The file the script came from, read again at each ``test_script()`` (None: given as text)."""
         self.planned: Callable[[Driver], None] | None = None
         """What ``test_script`` runs instead of Python: the plan made of a steps document."""
 
@@ -265,14 +268,42 @@ class Driver:
             ", ".join(m.name for m in self.machines), ", ".join(vlans), ", ".join(general)]), flush=True)
         return {**general, **machines, **vlans}
 
+    def reload_script(self) -> None:
+        """Take the script file's current text, and drop the local modules it imports when
+        one of them changed (the script's imports then load them afresh)."""
+        if self.script_file is None:
+            if self.interactive:
+                kind = "a steps document" if self.planned is not None else "text, not a file"
+                self.logger.info(f"the test script was given as {kind}: there is no file to read again")
+            return
+        changed = self.script_file.changed_modules()
+        if changed:
+            dropped = self.script_file.forget_modules()
+            self.logger.info(f"{', '.join(changed)} changed: the script imports {', '.join(dropped)} afresh")
+        text = self.script_file.reread()
+        if text is None:
+            return
+        self.logger.info(f"{self.test_script_path} changed since the last run: running its current text")
+        try:
+            self.code = self._compile(text)
+        except DriverError:
+            self.script_file.text = self.tests  # still the old one: the next call reads the file again
+            raise
+        self.tests = text
+
     def test_script(self) -> None:
-        """Run the test script."""
+        """Run the test script: the current text of its file (see ``reload_script``)."""
+        self.reload_script()
         with self.logger.nested("run the VM test script"):
             try:
                 if self.planned is not None:
                     self.planned(self)
                 elif self.code is not None:
-                    exec(self.code, self.test_symbols(), None)
+                    try:
+                        exec(self.code, self.test_symbols(), None)
+                    finally:
+                        if self.script_file is not None:
+                            self.script_file.note_modules()
             except Exception as exc:
                 # As upstream: a MachineError (a start, OCR or a tool failed) ends the test at
                 # once; any other failure waits for the debug hook.  A crash is one of those

@@ -51,6 +51,7 @@ from .machine import BaseMachine, NspawnMachine, QemuMachine
 from .machine.deprecation import MachineDeprecationWrapper
 from .machine.nspawn import machine_name_from_start_command
 from .machine.start_command import StartCommand
+from .script_file import ScriptFile
 from .typecheck import pythonize
 from .vlan import VLan
 
@@ -377,6 +378,7 @@ class Redeployer:
                         "did to the machines stays)")
         driver.tests, driver.code, driver.planned = wanted.tests, wanted.code, wanted.planned
         driver.test_script_path = str(wanted.config.test_script)
+        driver.script_file = ScriptFile.of(driver.test_script_path, wanted.tests) if wanted.code else None
         driver.config = wanted.config
         driver.global_timeout = wanted.config.global_timeout.total_seconds()
         self.identities = identities

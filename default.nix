@@ -40,6 +40,7 @@ python3Packages.buildPythonApplication {
       ptpython
       pytest-testinfra # machine.run/user/file/service (testinfra's Host API)
       remote-pdb
+      watchdog # --watch: inotify events on the script and its helper modules
     ])
     ++ extraPythonPackages python3Packages;
 

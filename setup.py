@@ -8,7 +8,7 @@ setup(
     packages=find_packages(include=["test_driver", "test_driver.*"]),
     package_data={"test_driver": ["py.typed", "templates/*.j2"]},
     python_requires=">=3.10",
-    install_requires=["ipython", "ptpython", "colorama", "jinja2", "junit-xml", "pillow", "pytest-testinfra", "remote-pdb"],
+    install_requires=["ipython", "ptpython", "colorama", "jinja2", "junit-xml", "pillow", "pytest-testinfra", "remote-pdb", "watchdog"],
     extras_require={"test": ["pytest", "mypy", "pexpect", "coverage", "numpy"]},
     entry_points={
         "console_scripts": [

@@ -19,8 +19,9 @@ from .config import load_driver_configuration
 from .debug import Debug
 from .driver import Driver
 from .errors import DriverError, GlobalTimeout, PollingConditionError, TestScriptError
-from .logger import CompositeLogger, JSONLogger, JUnitLogger, LogLevel, TerminalLogger, XMLLogger
+from .logger import AbstractLogger, CompositeLogger, JSONLogger, JUnitLogger, LogLevel, TerminalLogger, XMLLogger
 from .interactive import run_shell
+from .watch import watch_runs
 from .redeploy import Source, print_config
 from .report import failure_fields, failure_report
 
@@ -63,6 +64,9 @@ def parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentParser:
                    help="re-use a VM state coming from a previous run")
     p.add_argument("-I", "--interactive", action=argparse.BooleanOptionalAction,
                    help="drop into a python repl and run the tests interactively")
+    p.add_argument("--watch", action="store_true",
+                   help="keep the machines after the script ends and run it again whenever its file, or "
+                        "a module it imports from its directory, changes (Ctrl-C ends)")
     p.add_argument("--start-scripts", metavar="START-SCRIPT", action="env", envvar="startScripts",
                    nargs="*", help="start scripts for participating virtual machines")
     p.add_argument("--vm-names", metavar="NAME", action="env", envvar="vmNames", nargs="*",
@@ -182,17 +186,25 @@ def events_file(args: argparse.Namespace, out_dir: Path) -> Path | None:
     return None
 
 
-def make_logger(args: argparse.Namespace, out_dir: Path) -> CompositeLogger:
-    """The loggers the arguments and $LOGFILE ask for."""
-    terminal = JSONLogger(sys.stderr) if args.log_format == "json" else TerminalLogger()
-    logger = CompositeLogger([terminal])
+def file_loggers(args: argparse.Namespace, out_dir: Path) -> list[AbstractLogger]:
+    """The logs written to files that the arguments and $LOGFILE ask for (one set per run)."""
+    loggers: list[AbstractLogger] = []
     if "LOGFILE" in os.environ:
-        logger.add_logger(XMLLogger(os.environ["LOGFILE"]))
+        loggers.append(XMLLogger(os.environ["LOGFILE"]))
     if args.junit_xml:
-        logger.add_logger(JUnitLogger(out_dir / args.junit_xml))
+        loggers.append(JUnitLogger(out_dir / args.junit_xml))
     events = events_file(args, out_dir)
     if events is not None:
-        logger.add_logger(JSONLogger.to_file(events))
+        loggers.append(JSONLogger.to_file(events))
+    for logger in loggers:
+        logger.set_log_level(LogLevel[args.log_level.upper()])
+    return loggers
+
+
+def make_logger(args: argparse.Namespace, out_dir: Path, files: bool = True) -> CompositeLogger:
+    """The terminal's log and (``files``) the logs to files."""
+    terminal = JSONLogger(sys.stderr) if args.log_format == "json" else TerminalLogger()
+    logger = CompositeLogger([terminal, *(file_loggers(args, out_dir) if files else [])])
     logger.set_log_level(LogLevel[args.log_level.upper()])
     return logger
 
@@ -210,8 +222,11 @@ def main(argv: list[str] | None = None) -> None:
     interrupt.install()  # Ctrl-C, SIGTERM, SIGHUP: KeyboardInterrupt, never inside a lock
 
     out_dir = args.output_directory.resolve()
+    if args.watch and args.interactive:
+        print("nixos-test-driver: error: --watch and --interactive: give one", file=sys.stderr)
+        sys.exit(2)
     try:
-        logger = make_logger(args, out_dir)
+        logger = make_logger(args, out_dir, files=not args.watch)
     except OSError as exc:
         print(f"nixos-test-driver: error: cannot open a log file: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -223,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     bad_input: str | None = None
     killed_by: int | None = None
     status = 0
+    watching = False  # each run of --watch writes its own logs and report
     try:
         run = what_to_run(args)
         script = str(run.script)
@@ -236,13 +252,19 @@ def main(argv: list[str] | None = None) -> None:
                         container_start_scripts=run.container_start_scripts, container_names=run.container_names,
                         plan=steps.plan if steps.is_steps_document(tests) else None,
                         enable_ssh_backdoor=run.enable_ssh_backdoor)
-        logger.event("run-start", script=script, source=tests, machines=[m.name for m in driver.machines],
-                     global_timeout=run.global_timeout)
+        if args.watch and driver.script_file is None:
+            raise DriverError(f"--watch runs a Python test script from its file; {script} is a steps document")
+        if not args.watch:
+            logger.event("run-start", script=script, source=tests, machines=[m.name for m in driver.machines],
+                         global_timeout=run.global_timeout)
         driver.interactive = bool(args.interactive)
         with driver:
             if args.dump_vsocks is not None:
                 driver.dump_machine_ssh(args.dump_vsocks)
-            if args.interactive:
+            if args.watch:
+                watching = True
+                status = watch_runs(driver, logger, functools.partial(watched_run, args, driver, logger, out_dir))
+            elif args.interactive:
                 run_shell(driver, logger, Source(sys.argv[1:] if argv is None else argv, environ, cwd,
                                                  args.rebuild_exe))
             else:
@@ -271,22 +293,65 @@ def main(argv: list[str] | None = None) -> None:
         failure = exc
         status = 1
     finally:
-        fields: dict[str, object] = {}
-        if failure is not None:
-            subtest, machines = (driver.failed_subtest, driver.machines) if driver else (None, [])
-            for line in failure_report(failure, script, subtest, machines):
-                logger.log_test_error(line)
-            fields = failure_fields(failure, script, subtest, machines)
-        elif bad_input is not None:
-            fields = {"error_type": "DriverError", "error": bad_input}
-        logger.event("run-end", status=status, verdict=verdict(status, driver), **fields,
-                     post_mortems=[pm.summary() for pm in driver.crashes] if driver else [])
+        if not watching:
+            end_run(driver, logger, script, status, failure, bad_input)
         logger.close()
-        if args.html_report:
+        if args.html_report and not watching:
             make_report(args, out_dir)
     if killed_by is not None:
         interrupt.die_by(killed_by)
     sys.exit(status)
+
+
+def end_run(driver: Driver | None, logger: CompositeLogger, script: str, status: int,
+            failure: BaseException | None, bad_input: str | None = None) -> None:
+    """Say why the run failed, and end its events."""
+    fields: dict[str, object] = {}
+    if failure is not None:
+        subtest, machines = (driver.failed_subtest, driver.machines) if driver else (None, [])
+        for line in failure_report(failure, script, subtest, machines):
+            logger.log_test_error(line)
+        fields = failure_fields(failure, script, subtest, machines)
+    elif bad_input is not None:
+        fields = {"error_type": "DriverError", "error": bad_input}
+    logger.event("run-end", status=status, verdict=verdict(status, driver), **fields,
+                 post_mortems=[pm.summary() for pm in driver.crashes] if driver else [])
+
+
+def watched_run(args: argparse.Namespace, driver: Driver, logger: CompositeLogger, out_dir: Path,
+                number: int) -> BaseException | None:
+    """One run of ``--watch``, with logs and a report of its own: what made it fail, or None."""
+    own = file_loggers(args, out_dir)
+    for each in own:
+        logger.add_logger(each)
+    script = driver.test_script_path
+    failure: BaseException | None = None
+    status = 130
+    driver.crashes.clear()
+    try:
+        logger.event("run-start", script=script, source=driver.tests, machines=[m.name for m in driver.machines],
+                     global_timeout=driver.global_timeout, watch_run=number)
+        try:
+            driver.run_tests()
+            status = 0
+        except KeyboardInterrupt as exc:
+            if not driver.timed_out:
+                raise
+            failure, status = GlobalTimeout(driver.timed_out).with_traceback(exc.__traceback__), 1
+            driver.timeout_handled()
+        except Exception as exc:  # the script's failure, a syntax error in the edited file, ...
+            if not isinstance(exc, (TestScriptError, PollingConditionError, DriverError)) and \
+                    not _raised_by_script(exc, script):
+                logger.report_error("".join(traceback.format_exception(exc)).rstrip())  # a bug of the driver
+            failure, status = exc, 1
+        return failure
+    finally:
+        end_run(driver, logger, script, status, failure)
+        for each in own:
+            logger.remove_logger(each)
+            each.close()
+        if args.html_report:
+            make_report(args, out_dir)
 
 
 def announce_to_hydra(page: Path, out_dir: Path) -> None:

@@ -21,7 +21,8 @@ from .assertions import AssertionTester, must_raise
 from .config import DriverConfiguration, NspawnMachineConfiguration, QemuMachineConfiguration
 from .debug import Debug
 from .duration import FIFTEEN_MINUTES, Duration, warn_old_argument
-from .errors import DriverError, MachineError, MachineStopped, RequestedAssertionFailed
+from .errors import DriverError, MachineCrashed, MachineError, MachineStopped, RequestedAssertionFailed, \
+    UnexpectedShutdown
 from .logger import AbstractLogger, CompositeLogger, TerminalLogger
 from .machine import BaseMachine, Machine, MachineDeprecationWrapper, NspawnMachine, PostMortem, QemuMachine, retry
 from .machine.deprecation import alias_warning
@@ -73,6 +74,7 @@ class Driver:
         """The vsock numbers of the machines' ssh backdoor start after this (``--dump-vsocks``)."""
         self.vlans: list[VLan] = []
         self._timer: threading.Timer | None = None
+        self._timeout_handled = threading.Event()
         self.interactive = False
         """Whether the run is ``--interactive`` (upstream's attribute)."""
         self.timed_out: str | None = None
@@ -291,6 +293,13 @@ class Driver:
             raise
         self.tests = text
 
+    def accept_stopped_machines(self) -> None:
+        """Take the crashes and unasked shutdowns of the last run as over: such a machine
+        starts again when next used (``--watch``, between runs)."""
+        for machine in self._every_machine():
+            if isinstance(machine.stopped, (MachineCrashed, UnexpectedShutdown)) and not machine.is_up():
+                machine.wait_for_shutdown()
+
     def test_script(self) -> None:
         """Run the test script: the current text of its file (see ``reload_script``)."""
         self.reload_script()
@@ -337,10 +346,16 @@ class Driver:
     def _start_global_timer(self) -> None:
         if not self.global_timeout:
             return
+        self._timeout_handled.clear()
         self.logger.info(f"Test will time out and terminate in {float(self.global_timeout)} seconds")
         self._timer = threading.Timer(self.global_timeout, self.terminate_test)
         self._timer.daemon = True
         self._timer.start()
+
+    def timeout_handled(self) -> None:
+        """The run that the global timeout ended is over, and the driver goes on (``--watch``)."""
+        self.timed_out = None
+        self._timeout_handled.set()
 
     def _cancel_global_timer(self) -> None:
         if self._timer is not None:
@@ -356,7 +371,8 @@ class Driver:
         with self.logger.nested("timeout reached; test terminating..."):
             self.logger.report_error(self.timed_out)
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(30)
+        if self._timeout_handled.wait(30):  # a --watch run ended by it: the session goes on
+            return
         for machine in self._every_machine():
             machine.release()
         interrupt.die_by(signal.SIGTERM)

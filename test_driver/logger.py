@@ -470,7 +470,11 @@ class CompositeLogger(AbstractLogger):
         self.logger_list = list(loggers)
 
     def add_logger(self, logger: AbstractLogger) -> None:
-        self.logger_list.append(logger)
+        self.logger_list = [*self.logger_list, logger]
+
+    def remove_logger(self, logger: AbstractLogger) -> None:
+        """(A new list: a thread logging meanwhile goes through the old one.)"""
+        self.logger_list = [kept for kept in self.logger_list if kept is not logger]
 
     def _each(self, method: str, *args: Any, **kwargs: Any) -> None:
         for logger in self.logger_list:

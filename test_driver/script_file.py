@@ -67,6 +67,13 @@ class ScriptFile:
         self.text = text
         return text
 
+    def changed(self) -> bool:
+        """Whether the file now says something else than the text the driver runs."""
+        try:
+            return self.path.read_text() != self.text
+        except (OSError, UnicodeDecodeError):
+            return True
+
     def _local(self) -> dict[str, ModuleType]:
         """The modules a run imported whose file is in the script's directory (or below it)."""
         found = {}

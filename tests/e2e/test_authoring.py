@@ -4,6 +4,7 @@ interactive shell, ``--watch``, and what a machine is doing now (``status()``)."
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pexpect
 import pytest
 import tiny
 
+from conftest_shared import Leftovers
 from e2e_support import wait_no_processes
 
 PROMPT = r"In \["
@@ -82,3 +84,76 @@ def test_test_script_in_the_shell_runs_the_edited_script_on_the_same_boot(author
     (one, boot1, v1), (two, boot2, v2), (again, boot3, v3) = runs(tmp_path / "runs")
     assert (one, v1, two, v2, again, v3) == ("one", "v1", "two", "v2", "two", "v2")
     assert boot1 == boot2 == boot3
+
+
+def save_by_rename(path: Path, text: str) -> None:
+    """As many editors save: a new file renamed over the old one."""
+    new = path.with_name(f".{path.name}.swp")
+    new.write_text(text)
+    os.replace(new, path)
+
+
+def test_watch_runs_each_edit_on_the_same_boot(authoring, tmp_path, private_tmp):
+    """A failing script made to pass by an edit of its helper module alone; a syntax error
+    in the next edit fails that run and keeps the machine; the fix passes on the same boot;
+    Ctrl-C ends with the last run's status and leaves nothing."""
+    trace = Leftovers(private_tmp)
+    work = tmp_path / "work"
+    test = work / "t.py"
+    test.write_text(SCRIPT.replace("VERSION", "v1") + "assert label == 'two', f'label is {label}'\n")
+    command, env = authoring("--watch")
+    child = pexpect.spawn(command[0], command[1:], env=env, encoding="utf-8", timeout=90, cwd=str(tmp_path),
+                          preexec_fn=trace.enter)
+    try:
+        child.expect(r"watch: run 1 failed in [0-9.]+ s: label is one")
+        child.expect(r"watch: waiting for changes to .*t\.py, .*helpers\.py \(Ctrl-C to stop\)")
+        (work / "helpers.py").write_text("label = 'two'\n")
+        child.expect("helpers changed: the script imports helpers afresh")
+        child.expect(r"watch: run 2 passed in [0-9.]+ s")
+        child.expect("watch: waiting for changes")
+        save_by_rename(test, "machine.succeed('true'\n")
+        child.expect(r"watch: run 3 failed in [0-9.]+ s: syntax error in the test script .*t\.py, line 1")
+        child.expect("watch: waiting for changes")
+        save_by_rename(test, SCRIPT.replace("VERSION", "v2"))
+        child.expect(r"watch: run 4 passed in [0-9.]+ s")
+        child.expect("watch: waiting for changes")
+        child.kill(signal.SIGINT)
+        child.expect(pexpect.EOF)
+    finally:
+        if child.isalive():
+            child.kill(9)
+        child.close()
+    assert child.exitstatus == 0, child.before
+    (one, boot1, v1), (two, boot2, v2), (four, boot4, v4) = runs(tmp_path / "runs")
+    assert (one, v1, two, v2, four, v4) == ("one", "v1", "two", "v1", "two", "v2")
+    assert boot1 == boot2 == boot4
+    assert trace.wait(10) == []
+
+
+def test_watch_starts_a_crashed_machine_again_and_ends_by_sigterm(authoring, tmp_path, private_tmp):
+    """A machine killed in one run boots again when the next run uses it; SIGTERM while
+    waiting ends the session with the last run's status (1 here), nothing left."""
+    trace = Leftovers(private_tmp)
+    test = tmp_path / "work" / "t.py"
+    test.write_text("machine.succeed('true')\nmachine.process.kill()\nmachine.succeed('true')\n")
+    command, env = authoring("--watch")
+    child = pexpect.spawn(command[0], command[1:], env=env, encoding="utf-8", timeout=90, cwd=str(tmp_path),
+                          preexec_fn=trace.enter)
+    try:
+        child.expect(r"watch: run 1 failed in [0-9.]+ s: .*machine 'machine' crashed")
+        child.expect("watch: waiting for changes")
+        test.write_text(SCRIPT.replace("VERSION", "v1") + "assert False, 'still failing'\n")
+        child.expect("the awaited shutdown had already happened")
+        child.expect(r"watch: run 2 failed in [0-9.]+ s: still failing")
+        child.expect("watch: waiting for changes")
+        # nothing changed: no run (reading the script, as each run does, is no change)
+        assert child.expect([r"watch: run 3", pexpect.TIMEOUT], timeout=3) == 1
+        child.kill(signal.SIGTERM)
+        child.expect(pexpect.EOF)
+    finally:
+        if child.isalive():
+            child.kill(9)
+        child.close()
+    assert child.exitstatus == 1
+    assert [label for label, _, _ in runs(tmp_path / "runs")] == ["one"]
+    assert trace.wait(10) == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,23 @@ class Run:
     spans: list[Span] = field(default_factory=list)
     markers: list[Span] = field(default_factory=list)
     serial: dict[str, list[str]] = field(default_factory=dict)
+    watch_run: int | None = None
+    """The number of the run in a ``--watch`` session."""
+    files: list[tuple[str, str, int]] = field(default_factory=list)
+    """What the run left in the output directory: (link, name, bytes)."""
+
+    @property
+    def subtests(self) -> list[tuple[str, Node]]:
+        """Every subtest, nested ones too, as (its path, its node), in order."""
+        found: list[tuple[str, Node]] = []
+
+        def walk(node: Node, path: list[str]) -> None:
+            for child in node.children:
+                if child.kind == "subtest":
+                    found.append((" › ".join([*path, child.title]), child))
+                walk(child, [*path, child.title] if child.kind == "subtest" else path)
+        walk(self.root, [])
+        return found
 
     @property
     def verdict(self) -> str:
@@ -147,6 +165,7 @@ def build(events: Iterable[dict[str, Any]], out_dir: Path) -> Run:
         if kind == "run-start":
             run.script, run.source = event.get("script", ""), str(event.get("source", "")).splitlines()
             run.machines += [m for m in event.get("machines", []) if m not in run.machines]
+            run.watch_run = event.get("watch_run")
         elif kind == "run-end":
             run.end_event = event
         elif kind in ("nest-start", "subtest-start"):
@@ -212,10 +231,27 @@ def render(run: Run) -> str:
     return environment.get_template("report.html.j2").render(run=run, x=x, w=w, width=WIDTH, clip=CLIP)
 
 
+def output_files(out_dir: Path, page: Path, limit: int = 200) -> list[tuple[str, str, int]]:
+    """The files in the output directory (screenshots, post-mortems, copied files, logs), as
+    links relative to the page; hidden ones and the page itself left out."""
+    found = []
+    for path in sorted(out_dir.rglob("*")):
+        relative = path.relative_to(out_dir)
+        if any(part.startswith(".") for part in relative.parts) or not path.is_file() \
+                or path.resolve() == page.resolve() or path.name.endswith(".partial"):
+            continue
+        found.append((os.path.relpath(path, page.parent), str(relative), path.stat().st_size))
+        if len(found) == limit:
+            break
+    return found
+
+
 def write_report(events: Path, target: Path, out_dir: Path) -> None:
     """Render the page of the run whose events are in ``events`` to ``target``; screenshots
-    are looked up in ``out_dir``."""
-    page = render(build(read_events(events), out_dir))
+    are looked up in ``out_dir``, whose files the page lists."""
+    run = build(read_events(events), out_dir)
+    run.files = output_files(out_dir, target)
+    page = render(run)
     partial = target.with_name(target.name + ".partial")
     partial.write_text(page, encoding="utf-8")
     partial.replace(target)

@@ -13,7 +13,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pexpect
 import pytest
+import tiny
 
 from e2e_support import driver_running
 
@@ -66,6 +68,12 @@ def test_a_passing_run_with_two_machines_a_screenshot_and_hostile_output(run, tm
     assert text_of(dom, "verdict") == "PASSED"
     assert re.findall(r'<g class="lane" data-lane="([^"]+)"', dom) == ["script", "alpha", "beta"]
     assert re.search(r'<img class="screenshot" [^>]*src="data:image/png;base64,', dom)
+    # first a one-look summary of the subtests; the run's files listed as links
+    summary = dom.split('id="subtests"')[1].split("</table>")[0]
+    assert re.search(r'<td><a href="#ev-\d+">pictures</a></td><td>passed</td><td>[0-9.]+</td>', summary)
+    files = dom.split('id="files"')[1].split("</ul>")[0]
+    assert '<a href="screen.png">screen.png</a>' in files
+    assert "report.html" not in files and ".jsonl" not in files.replace("ev.jsonl", "")
     # the guest's <script> is text: escaped, and the page's own script is the only one
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
     assert dom.count("<script") == 1
@@ -80,7 +88,9 @@ def test_a_passing_run_with_two_machines_a_screenshot_and_hostile_output(run, tm
     again = tmp_path / "again.html"
     subprocess.run([sys.executable, "-c", "from test_driver.html_report import main; main()",
                     str(tmp_path / "ev.jsonl"), "-o", str(again)], check=True, timeout=60)
-    assert again.read_text() == (tmp_path / "report.html").read_text()
+    def without_files(page: str) -> str:  # the list of files is read when the page is made
+        return re.sub(r'<ul id="files">.*?</ul>', "", page, flags=re.S)
+    assert without_files(again.read_text()) == without_files((tmp_path / "report.html").read_text())
 
 
 KILLED = r"""
@@ -105,6 +115,8 @@ def test_a_vm_killed_in_a_subtest(run, tmp_path):
     assert text_of(dom, "failed-subtest") == "the machine goes away"
     assert 'machine.succeed("echo never")' in dom.split('id="failing-line"')[1].split("</pre>")[0]
     assert "post-mortem of machine" in dom and 'class="crash"' in dom
+    assert re.search(r'<tr class="sub-failed"><td><a href="#ev-\d+">the machine goes away</a></td><td>failed</td>', dom)
+    assert '<a href="machine-post-mortem.txt">machine-post-mortem.txt</a>' in dom
     assert not list(tmp_path.glob(".*.events.jsonl"))  # the report's own event file is gone
 
 
@@ -139,3 +151,32 @@ def test_bad_event_log_is_named(tmp_path):
     result = subprocess.run([sys.executable, "-c", "from test_driver.html_report import main; main()",
                              str(tmp_path / "missing.jsonl")], capture_output=True, text=True)
     assert result.returncode == 2 and "no event log at" in result.stderr
+
+
+def test_each_run_of_watch_has_its_page(guest, tmp_path, private_tmp):
+    """--watch writes the report (and the JUnit XML) anew for each run; the page says which run."""
+    start = tiny.write_start_script(tmp_path, "machine", guest)
+    test = tmp_path / "t.py"
+    test.write_text("machine.succeed('true')\nassert False, 'first'\n")
+    command = [sys.executable, "-m", "test_driver.cli_main", "--watch", "--start-scripts", str(start),
+               "-o", str(tmp_path), "--html-report", "report.html", "--junit-xml", "junit.xml", str(test)]
+    child = pexpect.spawn(command[0], command[1:], encoding="utf-8", timeout=90)
+    try:
+        child.expect("watch: run 1 failed")
+        child.expect("watch: waiting for changes")
+        assert text_of(browse(tmp_path / "report.html", tmp_path, "report-watch-1.png"), "verdict") == "FAILED"
+        assert "first" in (tmp_path / "junit.xml").read_text()
+        test.write_text("with subtest('second'):\n    machine.succeed('true')\n")
+        child.expect("watch: run 2 passed")
+        child.expect("watch: waiting for changes")
+        child.kill(signal.SIGINT)
+        child.expect(pexpect.EOF)
+    finally:
+        if child.isalive():
+            child.kill(9)
+        child.close()
+    dom = browse(tmp_path / "report.html", tmp_path, "report-watch-2.png")
+    assert text_of(dom, "verdict") == "PASSED"
+    assert text_of(dom, "watch-run") == "watch run 2"
+    junit = (tmp_path / "junit.xml").read_text()
+    assert "second" in junit and "first" not in junit

@@ -24,6 +24,7 @@ from .duration import FIFTEEN_MINUTES, Duration, warn_old_argument
 from .errors import DriverError, MachineCrashed, MachineError, MachineStopped, RequestedAssertionFailed, \
     UnexpectedShutdown
 from .logger import AbstractLogger, CompositeLogger, TerminalLogger
+from .machine.status import table as status_table
 from .machine import BaseMachine, Machine, MachineDeprecationWrapper, NspawnMachine, PostMortem, QemuMachine, retry
 from .machine.deprecation import alias_warning
 from .machine.nspawn import machine_name_from_start_command
@@ -259,7 +260,7 @@ class Driver:
             serial_stdout_on=self.serial_stdout_on, polling_condition=self.polling_condition,
             debug=self.debug, breakpoint=self.debug.script_breakpoint, parallel=self.parallel,
             t=AssertionTester(), must_raise=must_raise, dump_machine_ssh=self.dump_machine_ssh,
-            Machine=Machine, QemuMachine=QemuMachine, BaseMachine=BaseMachine,
+            Machine=Machine, QemuMachine=QemuMachine, BaseMachine=BaseMachine, status=self.status,
         )
         machines: dict[str, Any] = {pythonize_name(m.name): m for m in self.machines}  # a-b is a_b
         if len(self.machines) == 1 and "machine" not in machines:  # as upstream: warns at each use
@@ -376,6 +377,11 @@ class Driver:
         for machine in self._every_machine():
             machine.release()
         interrupt.die_by(signal.SIGTERM)
+
+    def status(self) -> None:
+        """Print what every machine is doing now, a row each (``machine.status()``): also
+        from the shell while a command runs in another thread."""
+        print(status_table([machine.status() for machine in self._every_machine()]), flush=True)
 
     def describe_activity(self) -> str:
         """What the test is doing now: the subtest, each machine's running command, and

@@ -39,7 +39,7 @@ from xml.sax.xmlreader import AttributesImpl
 import junit_xml  # type: ignore[import-untyped]
 from colorama import Fore, Style  # type: ignore[import-untyped]
 
-from .progress import LiveStatus
+from .progress import Heartbeat, LiveStatus
 
 
 class LogLevel(IntEnum):
@@ -158,9 +158,13 @@ class TerminalLogger(AbstractLogger):
         self.depth = 0
         self.live = LiveStatus(self.stream, self.lock) if (terminal if live is None else live) else None
         """The status line of the wait under way, on a terminal only."""
+        self.heartbeat = None if self.live else Heartbeat(lambda line: self._write(line))
+        """Elsewhere, a line now and then for what lasts (a long command, a long wait)."""
 
     def activity(self, what: str, state: Callable[[], str | None] = lambda: None) -> ContextManager[None]:
-        return self.live.activity(what, state) if self.live else contextlib.nullcontext()
+        if self.live:
+            return self.live.activity(what, state)
+        return self.heartbeat.activity(what, state) if self.heartbeat else contextlib.nullcontext()
 
     def _emit(self, text: str) -> None:
         with self.lock:

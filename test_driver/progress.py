@@ -90,3 +90,51 @@ class LiveStatus:
                     self.changed.wait(TICK)
                 else:
                     self.changed.wait()
+
+
+HEARTBEAT = 30.0
+"""Seconds between two heartbeat lines of an activity, in a log that is not a terminal."""
+
+
+class Heartbeat:
+    """Where no status line can be drawn (a log to a file or a pipe, as CI's): an activity
+    still under way after ``every`` seconds gets a log line, ``emit("still WHAT, N s,
+    STATE")``, and one more every ``every`` seconds while it lasts."""
+
+    def __init__(self, emit: Callable[[str], None], every: float = HEARTBEAT) -> None:
+        self.emit = emit
+        self.every = every
+        self.activities: list[tuple[Activity, list[float]]] = []  # each with when its next line is due
+        self.changed = threading.Condition()
+        self.ticker: threading.Thread | None = None
+
+    @contextmanager
+    def activity(self, what: str, state: Callable[[], str | None] = lambda: None) -> Iterator[None]:
+        entry = (Activity(what, state), [time.monotonic() + self.every])
+        with self.changed:
+            self.activities.append(entry)
+            if self.ticker is None:
+                self.ticker = threading.Thread(target=self._tick, name="heartbeat", daemon=True)
+                self.ticker.start()
+            self.changed.notify_all()
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.activities.remove(entry)
+
+    def _tick(self) -> None:
+        while True:
+            with self.changed:
+                while not self.activities:
+                    self.changed.wait()
+                now = time.monotonic()
+                due = [activity for activity, next_line in self.activities if next_line[0] <= now]
+                for _, next_line in self.activities:
+                    if next_line[0] <= now:
+                        next_line[0] = now + self.every
+                wake = min(next_line[0] for _, next_line in self.activities)
+            for activity in due:  # (outside the lock: emitting takes the logger's)
+                self.emit(f"still {activity.line()}")
+            with self.changed:
+                self.changed.wait(max(0.0, wake - time.monotonic()))

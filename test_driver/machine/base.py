@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+import collections
 import difflib
 import re
 import shlex
 import shutil
 import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -19,7 +21,9 @@ from ..deadline import Duration, attempts, seconds
 from ..duration import FIFTEEN_MINUTES, warn_if_number, warn_old_argument
 from ..errors import RequestedAssertionFailed, WaitTimeout
 from ..logger import AbstractLogger
+from ..terminal_text import plain
 from . import testinfra as _testinfra
+from .status import MachineStatus, OutputTail, State, since, state_of
 
 if TYPE_CHECKING:
     from .testinfra import CommandResult, Host
@@ -75,8 +79,22 @@ def make_command(args: list[Any]) -> str:
     return " ".join(shlex.quote(str(arg)) for arg in args)
 
 
+_probing = threading.local()
+"""Per thread: how many waits are polling now (their probe commands are not shown as activities)."""
+
+
 class BaseMachine(ABC):
     """What every kind of machine offers; subclasses provide ``_execute``, ``start``..."""
+
+    KIND = "machine"
+    # the run state every kind keeps (its own __init__ sets them)
+    booted: bool
+    connected: bool
+    stopped: BaseException | None
+    pid: int | None
+    running_command: str | None
+    serial_tail: collections.deque[str]
+    post_mortem: Any
 
     def __init__(self, out_dir: Path, name: str, logger: AbstractLogger, tmp_dir: Path,
                  callbacks: list[Callable[[], None]] | None = None,
@@ -93,6 +111,12 @@ class BaseMachine(ABC):
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.shared_dir = self.tmp_dir / "shared-xchg"
         self.shared_dir.mkdir(mode=0o700, exist_ok=True)
+        self.started_at: float | None = None
+        """When (``time.monotonic()``) the machine was last started."""
+        self.command_since: float | None = None
+        """When the running command started."""
+        self.output_tail = OutputTail()
+        """The running command's output, as it comes (its last line for ``status()``)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} '{self.name}'>"
@@ -150,8 +174,9 @@ class BaseMachine(ABC):
         return self.logger.nested(msg, {"machine": self.name, **attrs})
 
     def log_serial(self, msg: str) -> None:
-        """Log a line as serial console output of this machine."""
-        self.logger.log_serial(msg, self.name)
+        """Log a line as serial console output of this machine (without terminal control
+        sequences: colours, cursor moves, screen clearing)."""
+        self.logger.log_serial(plain(msg), self.name)
 
     def _poll_until(self, check: Callable[[float | None], Any], timeout: Duration | None, what: str,
                     last_state: Callable[[], str | None] = lambda: None, pause: float = 0.1,
@@ -159,12 +184,50 @@ class BaseMachine(ABC):
         """``wait_until``, shown as it goes on a terminal: "NAME: waiting for WHAT, N s, STATE";
         ``last_words()`` is logged when the time is up (upstream's "Last chance ..." lines)."""
         with self.logger.activity(f"{self.name}: waiting for {what}", last_state):
+            _probing.depth = getattr(_probing, "depth", 0) + 1
             try:
                 wait_until(check, timeout, what, last_state, pause)
             except WaitTimeout:
                 if last_words is not None:
                     self.log(last_words())
                 raise
+            finally:
+                _probing.depth -= 1
+
+    # --- what it is doing now ----------------------------------------------------------
+    def _restarts(self) -> int:
+        return 0
+
+    def _command_begins(self, command: str) -> None:
+        self.running_command, self.command_since = command, time.monotonic()
+        self.output_tail.clear()
+
+    def _command_ends(self) -> None:
+        self.running_command, self.command_since = None, None
+
+    def _last_output(self) -> str | None:
+        line = self.output_tail.line()
+        return f"last output: {line}" if line else None
+
+    def status(self) -> MachineStatus:
+        """What the machine is doing now: its state (not started, booting, ready, running a
+        command, shut down, crashed, restarting), PID, uptime, restarts, the command running
+        and for how long, its last output line, the last console line, and for a crash the
+        post-mortem's first line.  Never waits for the machine: ask it while another
+        thread's command runs.  ``str()`` of it is a table row (``status()`` prints all)."""
+        running, since_command = self.running_command, self.command_since
+        stopped, post_mortem = self.stopped, self.post_mortem
+        state = state_of(self.booted, self.connected, stopped, running is not None,
+                         bool(getattr(self, "restarting", False)))
+        tail = list(self.serial_tail)[-1:]
+        return MachineStatus(
+            self.name, self.KIND, state, self.pid if self.booted else None,
+            since(self.started_at) if self.booted else None, self._restarts(), running,
+            since(since_command) if running is not None else None,
+            self.output_tail.line() if running is not None else None,
+            plain(tail[0]) if tail else None,
+            post_mortem.cause.splitlines()[0] if post_mortem is not None and
+            state in (State.CRASHED, State.RESTARTING, State.SHUT_DOWN) else None)
 
     def run_callbacks(self) -> None:
         """Run the callbacks due before each command (the active polling conditions)."""
@@ -218,8 +281,11 @@ class BaseMachine(ABC):
         tic = time.monotonic()
         status: int | None = None
         output = ""
+        shown = nullcontext() if getattr(_probing, "depth", 0) or not check_output else \
+            self.logger.activity(f"{self.name}: running `{command}`", self._last_output)
         try:
-            status, output = self._execute(command, check_return, check_output, timeout)
+            with shown:
+                status, output = self._execute(command, check_return, check_output, timeout)
             return status, output
         finally:
             self.logger.event("command", machine=self.name, command=command, status=status,

@@ -35,6 +35,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -45,6 +46,7 @@ from ..logger import AbstractLogger
 from .base import BaseMachine
 from .qemu import SERIAL_TAIL, PostMortem
 from ..sandbox import Sandbox, host_pid
+from ..terminal_text import plain
 from .supervisor import Channel, Exit, Supervisor
 
 BOOT_LINE = re.compile(r"Welcome to |Startup finished|Reached target")
@@ -73,6 +75,8 @@ def machine_name_from_start_command(start_command: str) -> str:
 
 class NspawnMachine(BaseMachine):
     """A systemd-nspawn container started from a NixOS-style start script."""
+
+    KIND = "container"
 
     def __init__(self, out_dir: Path, tmp_dir: Path, start_command: str, logger: AbstractLogger,
                  name: str | None = None, keep_machine_state: bool = False,
@@ -169,7 +173,7 @@ class NspawnMachine(BaseMachine):
             self._close_notify_socket()
             raise
         with self.lock:
-            self.booted = True
+            self.booted, self.started_at = True, time.monotonic()
             self.lock.notify_all()
         self.log(f"systemd-nspawn running (pid {self.pid})")
 
@@ -382,7 +386,7 @@ class NspawnMachine(BaseMachine):
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
         for raw in lines:
-            line = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", raw.decode(errors="replace")).rstrip("\r")
+            line = plain(raw.decode(errors="replace"))
             self.serial_tail.append(line)
             self.log_serial(line)
             nspawn = NSPAWN_PID.search(line)
@@ -514,7 +518,7 @@ class NspawnMachine(BaseMachine):
                                         start_new_session=True)
                 with self.lock:
                     self._commands.add(proc)
-                    self.running_command = command
+                    self._command_begins(command)
                 stderr = threading.Thread(target=self._log_stderr, args=(proc,), name=f"stderr-{self.name}",
                                           daemon=True)
                 stderr.start()
@@ -537,7 +541,7 @@ class NspawnMachine(BaseMachine):
                     _kill_group(proc, signal.SIGKILL)  # would stop itself when the container freezes it)
                 with self.lock:
                     self._commands.discard(proc)
-                    self.running_command = None
+                    self._command_ends()
         if timed_out:
             raise subprocess.TimeoutExpired(argv, limit or 0.0, output=out or None)
         text = out.decode(errors="replace").replace("\r\n", "\n").replace("\r", "\n")  # text mode, as upstream
@@ -559,6 +563,7 @@ class NspawnMachine(BaseMachine):
                         if not data:
                             break
                         chunks.append(data)
+                        self.output_tail.add(data)
                 else:
                     return self._stop(proc, chunks, sel, deadline), True
                 try:

@@ -29,6 +29,7 @@ from ..protocol.backdoor import Backdoor
 from ..protocol.monitor import Monitor
 from ..protocol.qmp import QMPClient
 from ..protocol.stream import Stream, StreamEOF
+from ..terminal_text import plain
 from .base import TIMED_OUT, BaseMachine, probe_timeout
 from .ocr import RAW, VARIANTS, text_variants
 from .start_command import ALIVE_PORT_ID, Sockets, StartCommand, shell_socketpair
@@ -91,6 +92,8 @@ class PostMortem:
 
 class QemuMachine(BaseMachine):
     """A QEMU virtual machine started from a NixOS start script."""
+
+    KIND = "VM"
 
     def __init__(self, out_dir: Path, tmp_dir: Path, start_command: str, logger: AbstractLogger,
                  name: str | None = None, keep_machine_state: bool = False,
@@ -209,7 +212,7 @@ class QemuMachine(BaseMachine):
         channels = [
             Channel("shell", self.shell_stream.feed, self.shell_stream.feed_eof,
                     on_connect=self._on_connect("shell"), conn=shell),
-            Channel("reply", self.reply_stream.feed, self.reply_stream.feed_eof, conn=reply),
+            Channel("reply", self._on_reply, self.reply_stream.feed_eof, conn=reply),
             Channel("qmp", qmp.feed, qmp.feed_eof, listeners["qmp"], self._on_connect("qmp")),
             Channel("monitor", self.monitor_stream.feed, self.monitor_stream.feed_eof,
                     listeners["monitor"], self._on_connect("monitor")),
@@ -228,7 +231,7 @@ class QemuMachine(BaseMachine):
                 channels, serial, stderr, self._on_exit,
                 pass_fds=(qemus_shell.fileno(), qemus_reply.fileno()))
             with self.lock:
-                self.booted = True
+                self.booted, self.started_at = True, time.monotonic()
             deadline = Deadline(60)
             with self.lock:
                 wait_for(self.lock, lambda: "qmp" in self._conns and "monitor" in self._conns,
@@ -290,13 +293,23 @@ class QemuMachine(BaseMachine):
             self.supervisor.signal_group(signal.SIGKILL)
 
     # --- serial console and stderr -----------------------------------------------------
+    def _on_reply(self, data: bytes) -> None:
+        self.reply_stream.feed(data)
+        if self.running_command is not None:
+            self.output_tail.add(data)
+
+    def _restarts(self) -> int:
+        return self.restart_policy.restarts if self.restart_policy is not None else 0
+
     def _on_serial(self, data: bytes) -> None:
         *lines, self._serial_partial = (self._serial_partial + data).split(b"\n")
         for raw in lines:
             line = raw.decode(errors="ignore").replace("\r", "").rstrip()  # as upstream: bad bytes dropped
-            self._console_line(line)
-            self.serial_tail.append(line)
-            self.logger.log_serial(line, self.name)
+            self._console_line(line)  # (searched as it came, as upstream's)
+            shown = plain(line)
+            if shown or not line:  # a line of control sequences alone is not shown
+                self.serial_tail.append(shown)
+                self.logger.log_serial(shown, self.name)
 
     def _console_line(self, line: str) -> None:
         with self.console_cond:
@@ -479,7 +492,7 @@ class QemuMachine(BaseMachine):
                 self.shell.start(command)
             return (-2, "")
         with self._command_lock:
-            self.running_command = command
+            self._command_begins(command)
             interruptible = timeout is not None or self.interruptible_commands
             nonce: str | None = None
             try:
@@ -501,7 +514,7 @@ class QemuMachine(BaseMachine):
                         f"for the guest to restart it. Last console lines:\n{tail}") from None
                 raise self._stopped_error(f"closed the backdoor while running `{command}`") from None
             finally:
-                self.running_command = None
+                self._command_ends()
         return (status if check_return else -1), out.decode(errors="replace")
 
     def _reply(self, nonce: str, command: str, timeout: float | None) -> tuple[int, bytes]:

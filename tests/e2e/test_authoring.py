@@ -4,7 +4,9 @@ interactive shell, ``--watch``, and what a machine is doing now (``status()``)."
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -157,3 +159,51 @@ def test_watch_starts_a_crashed_machine_again_and_ends_by_sigterm(authoring, tmp
     assert child.exitstatus == 1
     assert [label for label, _, _ in runs(tmp_path / "runs")] == ["one"]
     assert trace.wait(10) == []
+
+
+STATUS = r"""
+import threading, time
+from pathlib import Path
+machine.succeed("true")
+go = Path(machine.shared_dir) / "go"
+long = threading.Thread(target=machine.succeed,
+                        args=("echo first-line; while [ ! -e /tmp/shared/go ]; do sleep 0.1; done",))
+long.start()
+for _ in range(300):
+    seen = machine.status()
+    if seen.last_output:
+        break
+    time.sleep(0.1)
+time.sleep(1)
+seen = machine.status()
+status()
+go.touch()
+long.join()
+assert seen.state.value == "running a command", seen
+assert seen.command.startswith("echo first-line"), seen
+assert seen.command_seconds >= 1, seen
+assert seen.last_output == "first-line", seen
+assert seen.kind == "VM" and seen.pid == machine.pid and seen.uptime >= seen.command_seconds, seen
+after = machine.status()
+assert after.state.value == "ready" and after.command is None and after.last_output is None, after
+machine.process.kill()
+for _ in range(300):
+    if machine.status().state.value == "crashed":
+        break
+    time.sleep(0.1)
+status()
+"""
+
+
+def test_status_shows_a_running_command_and_a_crash(guest, tmp_path, private_tmp):
+    start = tiny.write_start_script(tmp_path, "machine", guest)
+    test = tmp_path / "t.py"
+    test.write_text(STATUS)
+    result = subprocess.run([sys.executable, "-m", "test_driver.cli_main", "--start-scripts", str(start),
+                             "-o", str(tmp_path), str(test)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    running, crashed = re.findall(r"^machine +kind .*\n(.*(?:\n  .*)?)", result.stdout, re.M)
+    assert re.match(r"machine +VM +running a command +\d+ +[\d.]+ s +0 +echo first-line.* +[\d.]+ s +first-line",
+                    running), running
+    assert re.match(r"machine +VM +crashed +- +- +0 +- +- +- .*\n  machine: crashed: QEMU killed by signal 9 \(SIGKILL\)", crashed), crashed
+    assert wait_no_processes(str(private_tmp)) == []

@@ -180,3 +180,23 @@ def test_each_run_of_watch_has_its_page(guest, tmp_path, private_tmp):
     assert text_of(dom, "watch-run") == "watch run 2"
     junit = (tmp_path / "junit.xml").read_text()
     assert "second" in junit and "first" not in junit
+
+
+def test_console_lines_are_shown_without_control_sequences(guest, tmp_path, private_tmp):
+    """SeaBIOS clears the screen and a guest program colours its output: the terminal's log
+    and the report show the text alone."""
+    start = tiny.write_start_script(tmp_path, "machine", guest, seabios=True)
+    test = tmp_path / "t.py"
+    test.write_text("machine.succeed(r\"printf '\\033[1;31mred-%d\\033[0m done\\n' $((6*7)) >&2\")\n")
+    result = subprocess.run([sys.executable, "-m", "test_driver.cli_main", "--start-scripts", str(start),
+                             "-o", str(tmp_path), "--html-report", "report.html", str(test)],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    serial = [line for line in result.stderr.splitlines() if line.startswith("machine # ")]
+    assert any("SeaBIOS" in line for line in serial), serial[:5]
+    assert "machine # red-42 done" in serial
+    assert not [line for line in serial if "\x1b" in line or "[2J" in line]
+    dom = browse(tmp_path / "report.html", tmp_path, "report-console.png")
+    console = dom.split('id="serial-machine"')[1].split("</pre>")[0]
+    assert "SeaBIOS" in console and "red-42 done" in console
+    assert "\x1b" not in console and "[2J" not in console and "[1;31m" not in console

@@ -24,6 +24,8 @@ measured in the same run on the same guest and QEMU flags:
   report      the HTML report of a run of 10,000 commands: page size, rendering time and
               Chromium's load time (headless --dump-dom); its cost as a share of a run of as many
               succeed("true"): the JSON events of each (timed in-process), plus rendering
+  watch       --watch on the Debian guest: from saving an edit to its verdict line, the script's
+              own time and the loop's overhead  vs  a fresh run of the same script (boot included)
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from test_driver.logger import CompositeLogger, JSONLogger, TerminalLogger  # no
 from test_driver.machine.start_command import Sockets, StartCommand, shell_socketpair  # noqa: E402
 from test_driver.machine.supervisor import die_with_parent  # noqa: E402
 from test_driver.machine.ocr import BASELINE, VARIANTS, text_variants  # noqa: E402
+from watch_loop import watch_section  # noqa: E402
 
 
 def quiet_logger() -> CompositeLogger:
@@ -446,6 +449,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("benchmark-results.json"))
     parser.add_argument("--only", nargs="*", help="sections to run")
     parser.add_argument("--guest", choices=["tiny", "debian"], default="tiny")
+    parser.add_argument("--edits", type=int, default=5, help="edits per --watch session (watch)")
+    parser.add_argument("--watch-guest", choices=["tiny", "debian"], default="debian",
+                        help="the guest of the watch section (the goal is set on the Debian guest)")
     parser.add_argument("--machines", type=int, nargs="+", default=[1, 2, 4],
                         help="how many machines start_all starts, one measurement each")
     args = parser.parse_args()
@@ -455,7 +461,9 @@ def main() -> None:
             "boot": bench.boot, "command": bench.command, "crash": bench.crash,
             "start_all": lambda: bench.start_all(args.machines), "throughput": bench.throughput,
             "container": bench.container, "parallel": bench.parallel, "ocr": bench.ocr, "idle": lambda: bench.idle(args.idle_seconds),
-            "report": lambda: report_section(bench)}
+            "report": lambda: report_section(bench),
+            "watch": lambda: watch_section(Path(work), args.runs, args.edits, stats, bench.results,
+                                           args.watch_guest)}
         for name, run in sections.items():
             if args.only and name not in args.only:
                 continue

@@ -24,13 +24,15 @@ FIGURES = {
     "idle": {"cpu_s_per_vm_minute", "peak_rss_MB"},
     "report": {"succeed_true_ms", "page_MB_10k_commands", "render_s_10k_commands", "chromium_load_s_10k_commands",
                "events_ms_per_command", "overhead_percent"},
+    "watch": {"save_to_verdict_s", "scripts_own_s", "loop_overhead_s", "fresh_run_s", "fresh_vs_watch"},
 }
 
 
 def test_benchmark_smoke(tmp_path, private_tmp):
     out = tmp_path / "results.json"
     result = subprocess.run([sys.executable, str(BENCH), "--runs", "1", "--calls", "20", "--idle-seconds", "1",
-                             "--megabytes", "2", "--machines", "1", "2", "--ocr-screens", "1", "--json", str(out)],
+                             "--megabytes", "2", "--machines", "1", "2", "--ocr-screens", "1", "--edits", "2", "--watch-guest", "tiny",
+                             "--json", str(out)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     results = json.loads(out.read_text())

@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
                 driver.dump_machine_ssh(args.dump_vsocks)
             if args.watch:
                 watching = True
+                driver.interruptible_commands = True  # a run's end stops its command in the guest too
                 status = watch_runs(driver, logger, functools.partial(watched_run, args, driver, logger, out_dir))
             elif args.interactive:
                 run_shell(driver, logger, Source(sys.argv[1:] if argv is None else argv, environ, cwd,

@@ -105,7 +105,7 @@ def watch_runs(driver: Driver, logger: AbstractLogger,
             try:
                 changes.wait()
             except KeyboardInterrupt as exc:
-                logger.info(f"watch: stopped ({exc or 'SIGINT'}); the last run's status is {status}")
+                logger.info(f"watch: stopped ({str(exc) or 'SIGINT'}); the last run's status is {status}")
                 return status
         finally:
             changes.close()

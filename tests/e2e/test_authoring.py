@@ -207,3 +207,28 @@ def test_status_shows_a_running_command_and_a_crash(guest, tmp_path, private_tmp
                     running), running
     assert re.match(r"machine +VM +crashed +- +- +0 +- +- +- .*\n  machine: crashed: QEMU killed by signal 9 \(SIGKILL\)", crashed), crashed
     assert wait_no_processes(str(private_tmp)) == []
+
+
+def test_the_global_timeout_ends_a_watched_run_not_the_session(authoring, tmp_path, private_tmp):
+    """A run past --global-timeout fails (its command stopped in the guest too); the session
+    goes on, also past the 30 s after which a timed-out driver kills itself."""
+    test = tmp_path / "work" / "t.py"
+    test.write_text("machine.succeed('true')\nmachine.succeed('sleep 600')\n")
+    command, env = authoring("--watch", "--global-timeout", "10")
+    child = pexpect.spawn(command[0], command[1:], env=env, encoding="utf-8", timeout=90, cwd=str(tmp_path))
+    try:
+        child.expect(r"watch: run 1 failed in [0-9.]+ s: test timed out after 10s while running: machine: `sleep 600`")
+        child.expect("watch: waiting for changes")
+        test.write_text("machine.succeed('! pidof sleep')\n")  # at once: the sleep was stopped
+        child.expect(r"watch: run 2 passed")
+        child.expect("watch: waiting for changes")
+        assert child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=35) == 1
+        test.write_text("machine.succeed('true')\n")
+        child.expect(r"watch: run 3 passed")
+        child.kill(signal.SIGINT)
+        child.expect(pexpect.EOF)
+    finally:
+        if child.isalive():
+            child.kill(9)
+        child.close()
+    assert child.exitstatus == 0

@@ -116,7 +116,8 @@ class Heartbeat:
             if self.ticker is None:
                 self.ticker = threading.Thread(target=self._tick, name="heartbeat", daemon=True)
                 self.ticker.start()
-            self.changed.notify_all()
+            if len(self.activities) == 1:  # (else the ticker wakes for an older one first)
+                self.changed.notify_all()
         try:
             yield
         finally:

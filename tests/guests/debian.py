@@ -18,8 +18,17 @@ framebuffer console: 128 columns, as NixOS's), ``td.busybox`` (busybox's applets
 on the backdoor shell's PATH).  iptables and ping are installed, with the netfilter
 modules (loaded on demand, as on NixOS).
 
+Networking is systemd-networkd's: eth0 is QEMU's user-mode network (10.0.2.15, as NixOS's
+DHCP gets it), eth1 a second user-mode network (10.0.3.15) unless the start script puts the
+machine on VLANs (``vlans``, ``hosts``: as tiny.py's, vde NICs eth1, eth2, ... with addresses
+192.168.<vlan>.<n>/24 and /etc/hosts entries, which ``td-network.service`` turns into runtime
+.network files before networkd starts).  ``network-online.target`` waits for
+``systemd-networkd-wait-online --any``, as NixOS's ``systemd.network.wait-online.anyInterface``.
+
 Each VM writes to a qcow2 overlay in its state directory (as NixOS keeps its disk
 image there), so the base image stays untouched and ``--keep-vm-state`` works.
+``Platform`` holds what depends on the guest's architecture: this module builds the host's
+(amd64), debian_arm64.py the same guest for arm64.
 
     python3 tests/guests/debian.py build                 # prints the guest directory
     python3 tests/guests/debian.py start-script NAME DIR # writes DIR/run-NAME-vm
@@ -36,7 +45,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -76,8 +85,8 @@ fi
 UNITS = {
     "backdoor.service": """[Unit]
 Description=Backdoor root shell for the test driver
-Requires=dev-hvc0.device dev-ttyS0.device
-After=dev-hvc0.device dev-ttyS0.device
+Requires=dev-hvc0.device dev-@SERIAL@.device
+After=dev-hvc0.device dev-@SERIAL@.device
 [Service]
 ExecStart=/usr/local/bin/backdoor
 KillSignal=SIGHUP
@@ -156,7 +165,8 @@ ExecStart=/sbin/modprobe bochs
 WantedBy=sysinit.target
 """,
     # NixOS's layout: eth0 user-mode networking (slirp's fixed address), eth1 the machine's
-    # link to the others (here a second user-mode network standing in for a VLAN).
+    # link to the others: a VLAN (td-network.service's .network files, which sort first), or a
+    # second user-mode network standing in for one when the machine is on none.
     "../network/10-eth0.network": """[Match]
 Name=eth0
 [Network]
@@ -167,6 +177,26 @@ Gateway=10.0.2.2
 Name=eth1
 [Network]
 Address=10.0.3.15/24
+""",
+    "td-network.service": """[Unit]
+Description=VLAN addresses and host names from the kernel command line (td.ip=, td.hosts=)
+ConditionKernelCommandLine=|td.ip
+ConditionKernelCommandLine=|td.hosts
+DefaultDependencies=no
+After=systemd-remount-fs.service
+Before=systemd-networkd.service network-pre.target
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/td-network
+[Install]
+WantedBy=systemd-networkd.service
+""",
+    # NixOS's systemd.network.wait-online.anyInterface: network-online.target is reached when
+    # one link is online (the unit is Debian's, wanted by network-online.target)
+    "systemd-networkd-wait-online.service.d/td-any.conf": """[Service]
+ExecStart=
+ExecStart=/lib/systemd/systemd-networkd-wait-online --any
 """,
     "tmp-shared.mount": """[Unit]
 Description=The driver's shared directory
@@ -181,28 +211,98 @@ WantedBy=multi-user.target
 """,
 }
 
+# td.ip=IFACE:ADDRESS/PREFIX (one per VLAN NIC) and td.hosts=NAME:ADDRESS,... (tiny.vlan_options):
+# a .network file per interface, sorting before the image's own (the first match wins), and
+# /etc/hosts with the other machines' names.
+NETWORK = r"""#!/bin/sh
+mkdir -p /run/systemd/network
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    td.ip=*)
+      spec=${arg#td.ip=}
+      printf '[Match]\nName=%s\n[Network]\nAddress=%s\n' "${spec%%:*}" "${spec#*:}" \
+        > "/run/systemd/network/15-td-${spec%%:*}.network" ;;
+    td.hosts=*)
+      printf '127.0.0.1 localhost\n::1 localhost\n' > /etc/hosts
+      echo "${arg#td.hosts=}" | tr , '\n' | while IFS=: read -r host address; do
+        echo "$address $host"
+      done >> /etc/hosts ;;
+  esac
+done
+"""
+
 START_SCRIPT = """#!/bin/sh
 # run-{name}-vm: a start script in the shape of NixOS's qemu-vm.nix for the Debian systemd guest.
 # The test driver appends its own QEMU arguments ("$@") and sets SHARED_DIR, TMPDIR.
 {efi_setup}disk="${{TMPDIR:?}}/{name}.qcow2"
 [ -e "$disk" ] || qemu-img create -q -f qcow2 -F raw -b {image} "$disk"
-exec qemu-system-x86_64 -name {name} -accel tcg -smp 1 -m {memory} {firmware}\\
+exec {qemu} -name {name} {machine}-accel tcg -smp 1 -m {memory} {firmware}\\
   -kernel {kernel} -initrd {initrd} \\
-  -append "console=ttyS0 panic=-1 quiet root=/dev/vda net.ifnames=0 systemd.hostname={name} {append} $QEMU_KERNEL_PARAMS" \\
+  -append "console={serial} panic=-1 quiet root=/dev/vda net.ifnames=0 systemd.hostname={name} {append} $QEMU_KERNEL_PARAMS" \\
   -drive file="$disk",if=virtio,format=qcow2 \\
   -virtfs local,path="${{SHARED_DIR:?SHARED_DIR must be set}}",security_model=none,mount_tag=shared \\
   -netdev user,id=user.0 -device virtio-net-pci,netdev=user.0,romfile= \\
-  -netdev user,id=link.1,net=10.0.3.0/24 -device virtio-net-pci,netdev=link.1,romfile= \\
-  -device pvpanic-pci \\
-  $QEMU_OPTS "$@"
+  {links} \\
+  {devices}$QEMU_OPTS "$@"
 """
+SECOND_LINK = "-netdev user,id=link.1,net=10.0.3.0/24 -device virtio-net-pci,netdev=link.1,romfile="
+"""eth1 of a machine on no VLAN: a user-mode network of its own."""
+
+
+@dataclass(frozen=True)
+class Platform:
+    """What the guest takes from its architecture.  This class describes the host's own
+    (amd64: the host's kernel package and busybox, the kernel booted through PVH, pvpanic);
+    debian_arm64.py subclasses it."""
+
+    arch: str = "amd64"  # Debian's name, for debootstrap
+    serial: str = "ttyS0"  # the serial console: console=, and the backdoor's stderr
+    qemu: str = "qemu-system-x86_64"
+    machine: str = ""  # QEMU's board and CPU, when its defaults will not do
+    firmware: str = "-bios qboot.rom "  # unless the start script asks for SeaBIOS or OVMF (amd64 only)
+    devices: str = "-device pvpanic-pci "  # QEMU devices beyond the disk, the shared directory and the NICs
+    stage1_modules: tuple[str, ...] = tuple(STAGE1_MODULES)
+    kernel_file: str = "vmlinux"  # in the guest's directory: what -kernel boots
+
+    def prepare(self) -> None:
+        """Fail early, with the package to install, when this host cannot build the guest."""
+
+    def kernel_package(self) -> str:
+        return tiny.kernel_package()
+
+    def unpack_kernel(self, package: str, cache: Path, staging: Path) -> Path:
+        """The kernel package's unpacked tree (cached: tiny.py and the variants share it)."""
+        return tiny.unpack_kernel(package, cache / package)
+
+    def busybox(self, cache: Path, staging: Path) -> bytes:
+        """A static busybox of this architecture, stage 1's only program."""
+        return Path(shutil.which("busybox") or "/bin/busybox").read_bytes()
+
+    def install_kernel(self, boot: Path, version: str, staging: Path) -> None:
+        """Put the kernel(s) into the guest's directory (STAGING)."""
+        (staging / "vmlinux").write_bytes(tiny.extract_vmlinux(boot / f"vmlinuz-{version}"))
+        shutil.copy(boot / f"vmlinuz-{version}", staging / "vmlinuz")  # OVMF boots its EFI stub
+
+
+AMD64 = Platform()
 
 
 @dataclass(frozen=True)
 class DebianGuest(tiny.Guest):
+    platform: Platform = field(default=AMD64)
+
     @property
     def image(self) -> Path:
         return self.directory / "rootfs.img"
+
+    @property
+    def kernel(self) -> Path:
+        return self.directory / self.platform.kernel_file
+
+    def complete(self) -> bool:
+        """Whether the build has left every file (amd64's OVMF boots the compressed kernel too)."""
+        files = [self.image, self.initrd, self.kernel] + ([self.bzimage] if self.platform.arch == "amd64" else [])
+        return all(path.exists() for path in files)
 
 
 def debian_source() -> tuple[str, str]:
@@ -221,12 +321,15 @@ def debian_source() -> tuple[str, str]:
     return mirror, suite.group(1) if suite else "bookworm"
 
 
-def customize(root: Path) -> None:
-    """Add the backdoor, the test services and the test user to the debootstrap'ed tree."""
-    tiny.write_executable(root / "usr/local/bin/backdoor", BACKDOOR)
+def customize(root: Path, serial: str = "ttyS0") -> None:
+    """Add the backdoor, the test services and the test user to the debootstrap'ed tree
+    (``serial``: the serial console's tty, the backdoor's stderr)."""
+    tiny.write_executable(root / "usr/local/bin/backdoor", BACKDOOR.replace("/dev/ttyS0", f"/dev/{serial}"))
+    tiny.write_executable(root / "usr/local/sbin/td-network", NETWORK)
     units = root / "etc/systemd/system"
     for name, text in UNITS.items():
-        (units / name).write_text(text)
+        (units / name).parent.mkdir(parents=True, exist_ok=True)
+        (units / name).write_text(text.replace("@SERIAL@", serial))
     wants = units / "multi-user.target.wants"
     wants.mkdir(exist_ok=True)
     for name in ("backdoor.service", "echo-tcp.service", "echo-unix.service", "tmp-shared.mount",
@@ -237,13 +340,17 @@ def customize(root: Path) -> None:
     # hvc0 is the backdoor and the serial console its stderr: no login prompts there.  The ext4 scrub
     # and periodic jobs only slow a test VM down under TCG (e2scrub_reap holds up
     # multi-user.target for minutes).
-    for masked in ("serial-getty@ttyS0.service", "serial-getty@hvc0.service", "e2scrub_reap.service",
+    for masked in (f"serial-getty@{serial}.service", "serial-getty@hvc0.service", "e2scrub_reap.service",
                    "e2scrub_all.timer", "apt-daily.timer", "apt-daily-upgrade.timer", "fstrim.timer"):
         (units / masked).unlink(missing_ok=True)
         (units / masked).symlink_to("/dev/null")
     sysinit = units / "sysinit.target.wants"
     sysinit.mkdir(exist_ok=True)
     (sysinit / "td-fb.service").symlink_to("/etc/systemd/system/td-fb.service")
+    for unit, wanted_by in (("/etc/systemd/system/td-network.service", "systemd-networkd.service"),
+                            ("/lib/systemd/system/systemd-networkd-wait-online.service", "network-online.target")):
+        (units / f"{wanted_by}.wants").mkdir(exist_ok=True)
+        (units / f"{wanted_by}.wants" / Path(unit).name).symlink_to(unit)
     getty = units / "getty@tty1.service.d"
     getty.mkdir(exist_ok=True)
     (getty / "td-autologin.conf").write_text("[Unit]\nConditionKernelCommandLine=!td.autologin\n")
@@ -290,12 +397,11 @@ def install_modules(source: Path, target: Path) -> None:
             shutil.copy(source / name, target / name)
 
 
-def stage1_initrd(modules: list[tuple[str, bytes]]) -> bytes:
-    busybox = shutil.which("busybox") or "/bin/busybox"
+def stage1_initrd(modules: list[tuple[str, bytes]], busybox: bytes) -> bytes:
     cpio = tiny.Cpio()
     for d in ("bin", "proc", "sys", "dev", "lib", "lib/modules", "newroot"):
         cpio.directory(d)
-    cpio.file("bin/busybox", Path(busybox).read_bytes(), 0o755)
+    cpio.file("bin/busybox", busybox, 0o755)
     cpio.file("init", STAGE1_INIT.encode(), 0o755)
     for name, data in modules:
         cpio.file(f"lib/modules/{name}", data)
@@ -304,28 +410,31 @@ def stage1_initrd(modules: list[tuple[str, bytes]]) -> bytes:
 
 
 def build(cache: Path | None = None, kind: str = "debian", packages: list[str] = PACKAGES,
-          more: Callable[[Path], None] | None = None, recipe_of: list[Path] = [], size: str = "1G") -> DebianGuest:
-    """Build (or reuse) the Debian guest; about a minute the first time.  A variant (x11.py)
-    names its ``kind``, its ``packages``, ``more`` customisation of the tree, the files of its
-    recipe and the image's ``size``."""
+          more: Callable[[Path], None] | None = None, recipe_of: list[Path] = [], size: str = "1G",
+          platform: Platform = AMD64) -> DebianGuest:
+    """Build (or reuse) the Debian guest; about a minute the first time.  A variant (x11.py,
+    debian_arm64.py) names its ``kind``, its ``packages``, ``more`` customisation of the tree,
+    the files of its recipe, the image's ``size`` and its ``platform``."""
     cache = cache or tiny.cache_root()
-    package = tiny.kernel_package()
+    package = platform.kernel_package()
     mirror, suite = debian_source()
     recipe = hashlib.sha256(b"".join(path.read_bytes() for path in [*recipe_of, Path(__file__), Path(tiny.__file__)])
                             + f"{package} {mirror} {suite}".encode()).hexdigest()[:12]
-    guest = DebianGuest(cache / f"{kind}-{recipe}")
-    if guest.image.exists() and guest.initrd.exists() and guest.kernel.exists() and guest.bzimage.exists():
+    guest = DebianGuest(cache / f"{kind}-{recipe}", platform)
+    if guest.complete():
         return guest
+    platform.prepare()
     cache.mkdir(parents=True, exist_ok=True)
-    kernel_root = tiny.unpack_kernel(package, cache / package)
-    version = package.removeprefix("linux-image-")
-    modules = tiny.load_order(kernel_root / "lib/modules" / version, STAGE1_MODULES)
     staging = Path(tempfile.mkdtemp(dir=cache, prefix=".building-"))
     try:
+        kernel_root = platform.unpack_kernel(package, cache, staging)
+        version = package.removeprefix("linux-image-")
+        modules = tiny.load_order(kernel_root / "lib/modules" / version, list(platform.stage1_modules))
         root = staging / "root"
-        subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
-                        suite, str(root), mirror], check=True, stdout=subprocess.DEVNULL)
-        customize(root)
+        subprocess.run(["debootstrap", f"--arch={platform.arch}", "--variant=minbase",
+                        f"--include={','.join(packages)}", suite, str(root), mirror],
+                       check=True, stdout=subprocess.DEVNULL)
+        customize(root, platform.serial)
         if more is not None:
             more(root)
         install_modules(kernel_root / "lib/modules" / version, root / "lib/modules" / version)
@@ -333,13 +442,15 @@ def build(cache: Path | None = None, kind: str = "debian", packages: list[str] =
         subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(root),
                         str(staging / "rootfs.img"), size], check=True)
         shutil.rmtree(root)
-        (staging / "vmlinux").write_bytes(
-            tiny.extract_vmlinux(kernel_root / "boot" / f"vmlinuz-{version}"))
-        shutil.copy(kernel_root / "boot" / f"vmlinuz-{version}", staging / "vmlinuz")  # OVMF boots its EFI stub
-        (staging / "initrd").write_bytes(gzip.compress(stage1_initrd(modules), 1))
+        platform.install_kernel(kernel_root / "boot", version, staging)
+        busybox = platform.busybox(cache, staging)
+        (staging / "initrd").write_bytes(gzip.compress(stage1_initrd(modules, busybox), 1))
+        for leftover in staging.iterdir():  # what the platform unpacked there
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
         os.rename(staging, guest.directory)
     except OSError:
-        if not guest.image.exists():
+        if not guest.complete():
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -348,20 +459,28 @@ def build(cache: Path | None = None, kind: str = "debian", packages: list[str] =
 
 def write_start_script(directory: Path, name: str, guest: DebianGuest | None = None,
                        append: str = "", memory: int = 1024, seabios: bool = False,
-                       efi: bool = False) -> Path:
+                       efi: bool = False, vlans: dict[int, int] | None = None,
+                       hosts: dict[str, str] | None = None) -> Path:
     """Write DIRECTORY/run-NAME-vm starting the Debian guest, like NixOS's start scripts
-    (``efi``: OVMF with a variable store, as tiny.py's)."""
+    (``efi``: OVMF with a variable store, as tiny.py's; ``vlans``, ``hosts``: as tiny.py's).
+    The firmware options are amd64's: another platform boots its kernel directly."""
     guest = guest or build()
+    platform = guest.platform
+    if platform.arch != "amd64" and (efi or seabios):
+        raise ValueError(f"the {platform.arch} Debian guest boots its kernel directly, without a BIOS or OVMF")
     path = Path(directory) / f"run-{name}-vm"
-    firmware = tiny.EFI_FIRMWARE if efi else "" if seabios else "-bios qboot.rom "
+    firmware = tiny.EFI_FIRMWARE if efi else "" if seabios else platform.firmware
     efi_setup = tiny.EFI_SETUP.replace("@NAME@", name).replace("@VARS@", tiny.OVMF_VARS) if efi else ""
+    vlan_args, vlan_params = tiny.vlan_options(vlans or {}, hosts or {})
     return tiny.write_executable(path, START_SCRIPT.format(
         name=name, efi_setup=efi_setup, kernel=guest.bzimage if efi else guest.kernel, initrd=guest.initrd,
-        image=guest.image, append=append, memory=memory, firmware=firmware))
+        image=guest.image, append=f"{append} {vlan_params}".strip(), memory=memory, firmware=firmware,
+        qemu=platform.qemu, machine=platform.machine, serial=platform.serial, devices=platform.devices,
+        links=vlan_args or SECOND_LINK))
 
 
 def main() -> None:
-    tiny.run_cli(__doc__ or "", build, write_start_script, vlans=False)
+    tiny.run_cli(__doc__ or "", build, write_start_script, vlans=True)
 
 
 if __name__ == "__main__":

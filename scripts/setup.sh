@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=(qemu-system-x86 qemu-utils ovmf vde2 busybox-static bash-static socat tesseract-ocr procps
           debootstrap e2fsprogs nix-bin systemd-container iproute2
+          qemu-system-arm qemu-user-static  # the arm64 guest: its VM, and its build's arm64 programs
           chromium)  # chromium: the HTML report tests read the page in a real browser
 missing=()
 for p in "${packages[@]}"; do
@@ -21,3 +22,4 @@ python3 -m pip install -q -e '.[test]'
 python3 tests/guests/tiny.py build
 python3 tests/guests/debian.py build
 python3 tests/guests/x11.py build  # the Debian guest with Xorg, lightdm and IceWM (x11.py, ocr.py; two minutes)
+python3 tests/guests/debian_arm64.py build  # the Debian guest for arm64 (multi-arch-test.nix; under three minutes)

@@ -21,6 +21,13 @@ def debian_guest() -> debian.DebianGuest:
 
 
 @pytest.fixture(scope="session")
+def debian_arm64_guest() -> debian.DebianGuest:
+    import debian_arm64
+
+    return debian_arm64.build()
+
+
+@pytest.fixture(scope="session")
 def x11_guest() -> debian.DebianGuest:
     import x11
 
@@ -47,11 +54,12 @@ def nixos_test(tmp_path: Path, tiny_guest: tiny.Guest, request: pytest.FixtureRe
                 scripts.append(str(tiny.write_start_script(
                     tmp_path, name, tiny_guest, node.append, node.memory or 512, seabios=node.seabios,
                     vlans=node.vlans, hosts=node.hosts, efi=node.efi)))
-            elif node.kind == "debian":
-                guest = request.getfixturevalue("debian_guest")
+            elif node.kind in ("debian", "debian-arm64"):
+                guest = request.getfixturevalue(node.kind.replace("-", "_") + "_guest")
                 scripts.append(str(debian.write_start_script(tmp_path, name, guest, node.append,
                                                              node.memory or 1024, seabios=node.seabios,
-                                                             efi=node.efi)))
+                                                             efi=node.efi, vlans=node.vlans,
+                                                             hosts=node.hosts)))
             elif node.kind == "x11":
                 import x11
 

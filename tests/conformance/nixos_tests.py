@@ -9,7 +9,8 @@ scripts named ``run-NODE-vm``, the script from a file, the exit status and the l
 
 ``nixos_test(script, nodes)`` runs one.  A node is ``Node("tiny")`` (the busybox/bash
 initramfs guest: seconds to boot, no systemd), ``Node("debian")`` (the debootstrap'ed
-systemd guest) or ``Node("container")`` (that tree under systemd-nspawn) or ``Node("x11")`` (the Debian guest
+systemd guest), ``Node("debian-arm64")`` (that guest for aarch64, tests/guests/debian_arm64.py),
+``Node("container")`` (the Debian tree under systemd-nspawn) or ``Node("x11")`` (the Debian guest
 with an X session, tests/guests/x11.py); ``append``
 adds kernel parameters, for the Debian guest's optional parts (``systemd.wants=UNIT``).
 """
@@ -53,8 +54,8 @@ start_all()
 class Node:
     kind: str = "tiny"
     append: str = ""
-    vlans: dict[int, int] = field(default_factory=dict)  # tiny, container: VLAN -> this node's number on it
-    hosts: dict[str, str] = field(default_factory=dict)  # tiny, container: /etc/hosts
+    vlans: dict[int, int] = field(default_factory=dict)  # not x11: VLAN -> this node's number on it
+    hosts: dict[str, str] = field(default_factory=dict)  # not x11: /etc/hosts
     efi: bool = False
     seabios: bool = False
     memory: int | None = None

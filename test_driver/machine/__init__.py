@@ -8,7 +8,8 @@ another name (MachineDeprecationWrapper).
 from .base import BaseMachine, make_command, retry
 from .deprecation import MachineDeprecationWrapper
 from .nspawn import NspawnMachine
-from .qemu import PostMortem, QemuMachine
+from .post_mortem import PostMortem
+from .qemu import QemuMachine
 from .start_command import StartCommand
 
 Machine = QemuMachine

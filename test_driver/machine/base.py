@@ -26,6 +26,7 @@ from . import testinfra as _testinfra
 from .status import MachineStatus, OutputTail, State, since, state_of
 
 if TYPE_CHECKING:
+    from .post_mortem import PostMortem
     from .testinfra import CommandResult, Host
 
 
@@ -228,6 +229,13 @@ class BaseMachine(ABC):
             plain(tail[0]) if tail else None,
             post_mortem.cause.splitlines()[0] if post_mortem is not None and
             state in (State.CRASHED, State.RESTARTING, State.SHUT_DOWN) else None)
+
+    def _write_post_mortem(self, post_mortem: PostMortem) -> None:
+        """Write a crash's post-mortem to the output directory; a failure to is said, not raised
+        (it must not keep the crash from being told)."""
+        problem = post_mortem.write(self.out_dir)
+        if problem is not None:
+            self.log(f"cannot write the post-mortem: {problem}")
 
     def run_callbacks(self) -> None:
         """Run the callbacks due before each command (the active polling conditions)."""

@@ -44,7 +44,7 @@ from ..deadline import Deadline, Duration, seconds, wait_for
 from ..errors import MachineCrashed, MachineError, MachineStopped, NotForContainers, UnexpectedShutdown, WaitTimeout
 from ..logger import AbstractLogger
 from .base import BaseMachine
-from .qemu import SERIAL_TAIL, PostMortem
+from .post_mortem import SERIAL_TAIL, PostMortem
 from ..sandbox import Sandbox, host_pid
 from ..terminal_text import plain
 from .supervisor import Channel, Exit, Supervisor
@@ -409,10 +409,12 @@ class NspawnMachine(BaseMachine):
                           "asked for; its commands fail from now on. If the test expects this shutdown, say "
                           f"so with {self.name}.wait_for_shutdown(): the next command then starts it again. "
                           "Last console lines:\n" + "\n".join(f"    | {line}" for line in list(self.serial_tail)[-10:]))
-            self.post_mortem = PostMortem(self.name, cause, exit, list(self.serial_tail), [],
-                                          self.running_command)
-            if not expected and not powered_off:  # on disk before any waiter wakes up with the error
-                (self.out_dir / f"{self.name}-post-mortem.txt").write_text(self.post_mortem.summary() + "\n")
+            post_mortem = PostMortem(self.name, cause, exit, list(self.serial_tail), [], self.running_command,
+                                     process="systemd-nspawn")
+        if not expected and not powered_off:  # on disk before any waiter wakes up with the error
+            self._write_post_mortem(post_mortem)
+        with self.lock:
+            self.post_mortem = post_mortem
             self.stopped = (MachineStopped(self.name, "was shut down") if expected
                             else UnexpectedShutdown(self.name, cause, self.post_mortem) if powered_off
                             else MachineCrashed(self.name, cause, self.post_mortem))
@@ -427,11 +429,11 @@ class NspawnMachine(BaseMachine):
         if powered_off:
             self.logger.warning(f"machine {self.name!r} {cause}", {"machine": self.name})
             return
-        self.logger.report_error(self.post_mortem.summary(), {"machine": self.name})
+        self.logger.report_error(post_mortem.summary(), {"machine": self.name})
         self.logger.event("crash", machine=self.name, cause=cause, exit=exit.describe(),
                           running_command=self.running_command)
         for listener in self.crash_listeners:
-            listener(self, self.post_mortem)
+            listener(self, post_mortem)
 
     def shutdown(self, timeout: Duration | None = None) -> None:
         """Power the container off from inside (``systemctl poweroff``) and wait until it ended."""

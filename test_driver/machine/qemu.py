@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..deadline import Deadline, Duration, seconds, wait_for
 from ..duration import FIFTEEN_MINUTES, warn_if_number
@@ -32,10 +32,10 @@ from ..protocol.stream import Stream, StreamEOF
 from ..terminal_text import plain
 from .base import TIMED_OUT, BaseMachine, probe_timeout
 from .ocr import RAW, VARIANTS, text_variants
+from .post_mortem import SERIAL_TAIL, PostMortem, RestartPolicy
 from .start_command import ALIVE_PORT_ID, Sockets, StartCommand, shell_socketpair
 from .supervisor import Channel, Exit, Supervisor
 
-SERIAL_TAIL = 50
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a timed-out command
 LINGER_WARNING = 1.0  # seconds a command's stdout may stay open after it exited before we say so
 # sed program printing the quoted window names of `xwininfo -root -tree` lines, one per line.
@@ -43,51 +43,6 @@ LINGER_WARNING = 1.0  # seconds a command's stdout may stay open after it exited
 SED_WINDOW_NAMES = r"""'s/.*0x[0-9a-f]* \"\([^\"]*\)\".*/\1/; t; d'"""
 LIFECYCLE_EVENTS = {"SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME", "GUEST_PANICKED",
                     "GUEST_CRASHLOADED", "WATCHDOG"}
-
-
-@dataclass
-class RestartPolicy:
-    """How a supervised machine comes back after a crash (see ``QemuMachine.supervise``)."""
-
-    max_restarts: int = 3
-    backoff: float = 1.0
-    restarts: int = 0
-
-    def next_delay(self) -> float | None:
-        """Seconds to wait before the next restart, or None when none is left."""
-        if self.restarts >= self.max_restarts:
-            return None
-        delay = self.backoff * 2 ** self.restarts
-        self.restarts += 1
-        return delay
-
-
-@dataclass
-class PostMortem:
-    """What is known about a machine that died."""
-
-    machine: str
-    cause: str
-    exit: Exit
-    serial_tail: list[str]
-    qmp_events: list[dict[str, Any]]
-    running_command: str | None
-    screenshot: Path | None = None
-    at: float = field(default_factory=time.time)
-
-    def summary(self) -> str:
-        lines = [f"post-mortem of machine {self.machine!r}: {self.cause}",
-                 f"  QEMU {self.exit.describe()}"]
-        if self.running_command is not None:
-            lines.append(f"  while running: {self.running_command}")
-        if self.qmp_events:
-            lines.append("  last QMP events: " + ", ".join(
-                e.get("event", "?") + (f"({e['data']})" if e.get("data") else "") for e in self.qmp_events))
-        if self.screenshot is not None:
-            lines.append(f"  screenshot: {self.screenshot}")
-        lines.append(f"  last {len(self.serial_tail)} serial lines:")
-        lines += [f"    | {line}" for line in self.serial_tail]
-        return "\n".join(lines)
 
 
 class QemuMachine(BaseMachine):
@@ -122,6 +77,7 @@ class QemuMachine(BaseMachine):
         self._console_cursor = 0
         self._serial_partial = b""
         self._command_lock = threading.Lock()
+        self._starting = threading.Lock()
         self.interruptible_commands = False
         """Run every command so that Ctrl-C can stop it in the guest (the interactive shell sets it)."""
         self._conns: dict[str, socket.socket] = {}
@@ -158,6 +114,15 @@ class QemuMachine(BaseMachine):
                 raise self._stopped_error(f"closed its {which} connection ({exc})") from None
         return send
 
+    @contextlib.contextmanager
+    def _or_gone(self, what: str) -> Iterator[None]:
+        """A protocol stream that ends under a read means the machine went: the call raises
+        why (its crash, with the post-mortem), never a bare end of file."""
+        try:
+            yield
+        except StreamEOF:
+            raise self._stopped_error(f"closed {what}") from None
+
     def _stopped_error(self, fallback: str) -> MachineStopped:
         """The reason the machine is gone, waiting up to 1 s for the supervisor's verdict."""
         if self.supervisor is not None:
@@ -176,9 +141,13 @@ class QemuMachine(BaseMachine):
         self._start(allow_reboot)
 
     def _start(self, allow_reboot: bool = False) -> None:
-        with self.lock:
-            if self.booted:
-                return
+        with self._starting:  # one start at a time (a script's and the restart thread's)
+            with self.lock:
+                if self.booted:
+                    return
+            self._launch(allow_reboot)
+
+    def _launch(self, allow_reboot: bool) -> None:
         if self.supervisor is not None:  # the last run has ended: join it, close its pipes
             self.supervisor.terminate()
         for conn in self._conns.values():
@@ -236,8 +205,9 @@ class QemuMachine(BaseMachine):
             with self.lock:
                 wait_for(self.lock, lambda: "qmp" in self._conns and "monitor" in self._conns,
                          deadline, "QEMU to connect its QMP and monitor sockets", check=self._check_exited)
-            qmp.handshake(deadline)
-            self.monitor.wait_for_prompt(deadline)
+            with self._or_gone("its QMP or monitor socket at start"):
+                qmp.handshake(deadline)
+                self.monitor.wait_for_prompt(deadline)
         except BaseException:
             self.release()
             shell.close()  # (already closed by release() if the supervisor took it)
@@ -356,31 +326,33 @@ class QemuMachine(BaseMachine):
                 self.restarting = True
             elif crashed and policy:
                 cause += f"; no restart left (max_restarts={policy.max_restarts})"
-            self.post_mortem = PostMortem(self.name, cause, exit, list(self.serial_tail), events,
-                                          self.running_command, self._panic_screenshot)
+            post_mortem = PostMortem(self.name, cause, exit, list(self.serial_tail), events,
+                                     self.running_command, screenshot=self._panic_screenshot)
+            unasked = "" if crashed or expected else self._unasked_shutdown(shutdown or {}, reason)
+        if crashed:  # on disk before any waiter wakes up with the error that names it
+            self._write_post_mortem(post_mortem)
+        with self.lock:
+            self.post_mortem = post_mortem
             if crashed:
-                self.stopped = MachineCrashed(self.name, cause, self.post_mortem)
+                self.stopped = MachineCrashed(self.name, cause, post_mortem)
             elif not expected:
-                self.stopped = UnexpectedShutdown(self.name, self._unasked_shutdown(shutdown or {}, reason),
-                                                  self.post_mortem)
+                self.stopped = UnexpectedShutdown(self.name, unasked, post_mortem)
             else:
                 self.stopped = MachineStopped(self.name, "was shut down")
             self.booted = self.connected = False
             self.pid = None
             self.lock.notify_all()
-        if crashed:  # on disk before any waiter wakes up with the error that points to it
-            self._write_post_mortem(self.post_mortem)
         for stream in (self.shell_stream, self.reply_stream, self.monitor_stream):
             stream.fail(self.stopped)
         self.qmp_client.fail(self.stopped)
         with self.console_cond:
             self.console_cond.notify_all()
         if crashed:
-            self.logger.report_error(self.post_mortem.summary(), {"machine": self.name})
+            self.logger.report_error(post_mortem.summary(), {"machine": self.name})
             self.logger.event("crash", machine=self.name, cause=cause, exit=exit.describe(),
-                              running_command=self.post_mortem.running_command)
+                              running_command=post_mortem.running_command)
             for listener in self.crash_listeners:
-                listener(self, self.post_mortem)
+                listener(self, post_mortem)
         elif not expected:
             self.logger.warning(str(self.stopped), {"machine": self.name})
         else:
@@ -428,13 +400,6 @@ class QemuMachine(BaseMachine):
         """
         self.restart_policy = RestartPolicy(max_restarts, backoff) if restart else None
 
-    def _write_post_mortem(self, post_mortem: PostMortem) -> None:
-        try:
-            path = self.out_dir / f"{self.name}-post-mortem.txt"
-            path.write_text(post_mortem.summary() + "\n")
-        except OSError as exc:
-            self.log(f"cannot write the post-mortem: {exc}")
-
     # --- the backdoor ----------------------------------------------------------------------
     def connect(self, timeout: Duration = 900) -> None:
         """Start the machine if needed and wait (at most ``timeout`` seconds) until its
@@ -459,7 +424,8 @@ class QemuMachine(BaseMachine):
                 self.log(f"guest shell says: {said!r}")
             self.backdoor_died_at = None
             self.reply_stream.reset()  # what a dead shell's copier left, and its end
-            self.shell.install(Deadline(60))
+            with self._or_gone("the backdoor while its helpers were installed"):
+                self.shell.install(Deadline(60))
             self.connected = True
             self.log(f"connected to guest root shell (in {time.monotonic() - tic:.2f}s)")
             self.logger.event("connected", machine=self.name, seconds=round(time.monotonic() - tic, 6))
@@ -627,10 +593,8 @@ class QemuMachine(BaseMachine):
     def send_monitor_command(self, command: str) -> str:
         """Send one line to the QEMU human monitor; return its answer."""
         self.run_callbacks()
-        try:
+        with self._or_gone(f"the monitor during `{command}`"):
             return self.monitor.command(command, Deadline(60))
-        except StreamEOF:
-            raise self._stopped_error(f"closed the monitor during `{command}`") from None
 
     def wait_for_qmp_event(self, event_filter: Callable[[dict[str, Any]], bool],
                            timeout: Duration = datetime.timedelta(minutes=10)) -> dict[str, Any]:
@@ -756,7 +720,8 @@ class QemuMachine(BaseMachine):
 
     def wait_for_monitor_prompt(self) -> str:
         """Read the monitor up to its next prompt; return what came before it."""
-        return self.monitor.wait_for_prompt(Deadline(60))
+        with self._or_gone("the monitor"):
+            return self.monitor.wait_for_prompt(Deadline(60))
 
     # --- screens and OCR ------------------------------------------------------------------
     def _ocr(self, variants: dict[str, Callable[[Any], Any]] = VARIANTS) -> list[str]:

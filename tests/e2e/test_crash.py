@@ -10,9 +10,12 @@ import time
 
 import pytest
 
-from e2e_support import kill_later
+from e2e_support import kill_later, processes_mentioning
 
 from test_driver.errors import MachineCrashed, WaitTimeout
+from test_driver.machine import QemuMachine
+from test_driver.machine.supervisor import Supervisor
+from test_driver.protocol.backdoor import Backdoor
 
 
 def test_sigkill_during_command_fails_within_a_second(make_driver, tmp_path):
@@ -147,3 +150,81 @@ def test_crash_and_restart_cycles_leak_no_fds_or_threads(make_driver):
         machine.succeed("true")
     assert len(os.listdir("/proc/self/fd")) == fds
     assert threading.active_count() == threads
+
+
+def late_exit_handling(monkeypatch, seconds: float) -> None:
+    """Widen the moment between QEMU's sockets closing and the supervisor handling its exit
+    (small but real on a loaded machine) to ``seconds``."""
+    handle = QemuMachine._on_exit
+
+    def late(self, exit):
+        time.sleep(seconds)
+        handle(self, exit)
+    monkeypatch.setattr(QemuMachine, "_on_exit", late)
+
+
+@pytest.mark.parametrize("where", ["the helpers' installation", "a wait for the monitor's prompt"])
+def test_qemu_dying_mid_protocol_is_a_machine_error_never_an_eof(make_driver, monkeypatch, where):
+    """A stream's end reached the script as a bare EOFError when QEMU died while the driver
+    waited for a protocol reply and the supervisor had not yet handled the exit."""
+    late_exit_handling(monkeypatch, 0.5)
+    driver = make_driver(["victim"])
+    victim = driver.machines[0]
+    if where == "the helpers' installation":
+        reply = Backdoor.reply
+
+        def dying(self, nonce, deadline, *args):
+            os.kill(victim.pid, signal.SIGKILL)
+            return reply(self, nonce, deadline, *args)
+        monkeypatch.setattr(Backdoor, "reply", dying)  # (its first use is the installation's)
+        with pytest.raises(MachineCrashed) as info:
+            victim.succeed("true")
+    else:
+        victim.succeed("true")
+        os.kill(victim.pid, signal.SIGKILL)
+        with pytest.raises(MachineCrashed) as info:
+            victim.wait_for_monitor_prompt()
+    assert "SIGKILL" in str(info.value)
+
+
+def test_a_crash_at_startup_is_told_after_its_post_mortem_is_written(make_driver, monkeypatch, tmp_path):
+    write = QemuMachine._write_post_mortem
+
+    def slow_write(self, post_mortem):
+        time.sleep(0.5)
+        write(self, post_mortem)
+    monkeypatch.setattr(QemuMachine, "_write_post_mortem", slow_write)
+    driver = make_driver(["victim"])
+    victim = driver.machines[0]
+    victim.start()
+    os.kill(victim.pid, signal.SIGKILL)
+    with pytest.raises(MachineCrashed) as info:
+        victim.succeed("true")
+    assert "victim-post-mortem.txt" in str(info.value)
+    assert (tmp_path / "out" / "victim-post-mortem.txt").exists()  # as the error says, when it says it
+
+
+def test_two_starts_at_once_launch_one_qemu(make_driver, private_tmp, monkeypatch):
+    """(A start() racing the restart thread's, say.)"""
+    launches = []
+    launch = Supervisor.launch
+
+    def counted(self, *args, **kwargs):
+        launches.append(self)
+        return launch(self, *args, **kwargs)
+    monkeypatch.setattr(Supervisor, "launch", counted)
+    driver = make_driver(["twice"])
+    machine = driver.machines[0]
+    together = threading.Barrier(2)
+
+    def start() -> None:
+        together.wait()
+        machine.start()
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(launches) == 1
+    assert len(processes_mentioning(str(private_tmp))) == 1
+    assert machine.succeed("echo one") == "one\n"

@@ -96,6 +96,21 @@ def test_killing_the_containers_init_is_detected_within_a_second(mixed):
         box.succeed("true")
 
 
+def test_a_post_mortem_that_cannot_be_written_still_tells_the_crash(box, log):
+    """The file could not be written (here: a directory stands in its way): the crash is
+    told all the same, and said so, instead of leaving the machine looking alive."""
+    (box.out_dir / "box-post-mortem.txt").mkdir()
+    box.succeed("true")
+    killed: dict[str, float] = {}
+    kill_later(box.init_pid, 1.0, killed)
+    with pytest.raises(MachineCrashed, match="init died"):
+        box.succeed("sleep 60")
+    assert "cannot write the post-mortem" in log.text
+    assert not box.is_up()
+    with pytest.raises(MachineCrashed):
+        box.succeed("true")
+
+
 def test_containers_from_the_command_line_and_config(guest, debian_guest, tmp_path, private_tmp):
     vm = tiny.write_start_script(tmp_path, "zzz", guest)
     box = nspawn.write_start_script(tmp_path, "yyy", debian_guest)

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Write the Markdown reference of the Machine methods, from their docstrings.
 
-    python3 extract-docstrings.py [test_driver/machine/base.py test_driver/machine/qemu.py] > machine-api.md
+    python3 extract-docstrings.py [FILE.py ...] > machine-api.md
 
-The files are read as source (with ``ast``, nothing is imported): every public
-method of ``BaseMachine`` and ``QemuMachine`` gets a heading with its signature
-and its docstring, sorted by name; a method defined in both is taken from
-``QemuMachine``.  A public method without a docstring is an error (exit 1), so
+The files (by default the machine modules: ``SOURCES``) are read as source (with ``ast``,
+nothing is imported): every public method of ``BaseMachine``, the mixins and
+``QemuMachine`` gets a heading with its signature and its docstring, sorted by name; a
+method defined twice is taken from the later class.  A public method without a docstring is an error (exit 1), so
 the manual never has an empty entry.
 """
 
@@ -19,8 +19,10 @@ import textwrap
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SOURCES = [HERE / "test_driver" / "machine" / "base.py", HERE / "test_driver" / "machine" / "qemu.py"]
-CLASSES = ("BaseMachine", "QemuMachine")
+MACHINE = HERE / "test_driver" / "machine"
+SOURCES = [MACHINE / "base.py", MACHINE / "display.py", MACHINE / "x11.py", MACHINE / "uefi.py", MACHINE / "qemu.py"]
+"""The modules of ``QemuMachine``: its base, its mixins (screen and keys, X11, UEFI variables), itself."""
+CLASSES = ("BaseMachine", "Display", "X11", "UefiVariables", "QemuMachine")
 
 
 def signature(func: ast.FunctionDef) -> str:

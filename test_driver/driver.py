@@ -21,8 +21,7 @@ from .assertions import AssertionTester, must_raise
 from .config import DriverConfiguration, NspawnMachineConfiguration, QemuMachineConfiguration
 from .debug import Debug
 from .duration import FIFTEEN_MINUTES, Duration, warn_old_argument
-from .errors import DriverError, MachineCrashed, MachineError, MachineStopped, RequestedAssertionFailed, \
-    UnexpectedShutdown
+from .errors import DriverError, MachineCrashed, MachineError, MachineStopped, UnexpectedShutdown
 from .logger import AbstractLogger, CompositeLogger, TerminalLogger
 from .machine.status import table as status_table
 from .machine import BaseMachine, Machine, MachineDeprecationWrapper, NspawnMachine, PostMortem, QemuMachine, retry

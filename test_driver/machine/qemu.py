@@ -5,47 +5,41 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime
-import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..deadline import Deadline, Duration, seconds, wait_for
-from ..duration import FIFTEEN_MINUTES, warn_if_number
-from ..efi import EfiVariable, EfiVars
-from ..errors import (BackdoorError, MachineCrashed, MachineError, MachineStopped, QMPError,
-                      RequestedAssertionFailed, UnexpectedShutdown, WaitTimeout)
-from ..keys import key_for
+from ..duration import warn_if_number
+from ..errors import (BackdoorError, MachineCrashed, MachineStopped, QMPError,
+                      UnexpectedShutdown, WaitTimeout)
 from ..logger import AbstractLogger
 from ..protocol.backdoor import Backdoor
 from ..protocol.monitor import Monitor
 from ..protocol.qmp import QMPClient
 from ..protocol.stream import Stream, StreamEOF
 from ..terminal_text import plain
-from .base import TIMED_OUT, BaseMachine, probe_timeout
-from .ocr import RAW, VARIANTS, text_variants
+from .base import BaseMachine
+from .display import Display
 from .post_mortem import SERIAL_TAIL, PostMortem, RestartPolicy
+from .uefi import UefiVariables
+from .x11 import X11
 from .start_command import ALIVE_PORT_ID, Sockets, StartCommand, shell_socketpair
 from .supervisor import Channel, Exit, Supervisor
 
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL for a timed-out command
 LINGER_WARNING = 1.0  # seconds a command's stdout may stay open after it exited before we say so
-# sed program printing the quoted window names of `xwininfo -root -tree` lines, one per line.
-# (as upstream's: `\"` is a quote for sed, and the bracket also leaves out backslashes)
-SED_WINDOW_NAMES = r"""'s/.*0x[0-9a-f]* \"\([^\"]*\)\".*/\1/; t; d'"""
 LIFECYCLE_EVENTS = {"SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME", "GUEST_PANICKED",
                     "GUEST_CRASHLOADED", "WATCHDOG"}
 
 
-class QemuMachine(BaseMachine):
+class QemuMachine(Display, X11, UefiVariables, BaseMachine):
     """A QEMU virtual machine started from a NixOS start script."""
 
     KIND = "VM"
@@ -649,161 +643,10 @@ class QemuMachine(BaseMachine):
         with self.console_cond:
             return "\n".join(self.full_console_log)
 
-    # --- UEFI variables (the machine must be off) ---------------------------------------
-    @property
-    def efi_vars_path(self) -> Path:
-        """The OVMF variable store of this machine: ``$NIX_EFI_VARS`` of its start script."""
-        return Path(self.extra_env.get("NIX_EFI_VARS") or self.state_dir / f"{self.name}-efi-vars.fd")
-
-    def create_efi_vars(self) -> None:
-        """Create an empty UEFI variable store for the next boot (OVMF's 4 MiB layout).
-        Fails if the store exists or the machine runs."""
-        with self.nested(f"creating UEFI variable store {self.efi_vars_path}"):
-            EfiVars(self.efi_vars_path, self).create_empty()
-
-    def write_efi_vars(self, add: list[EfiVariable]) -> None:
-        """Add UEFI variables (``add``, upstream's keyword) to the store, replacing those with
-        the same vendor and name, creating it if needed; the firmware sees them at the next boot."""
-        with self.nested(f"writing {len(add)} UEFI variable(s)"):
-            EfiVars(self.efi_vars_path, self).write(add)
-
-    def read_efi_vars(self) -> list[EfiVariable]:
-        """The live UEFI variables in the store, as the firmware left them; none (``[]``)
-        if there is no store yet, as upstream.  Fails while the machine runs."""
-        return EfiVars(self.efi_vars_path, self).variables() or []
-
-    def dump_efi_vars(self) -> None:
-        """Log every live UEFI variable of the store: vendor, name, attributes, data."""
-        variables = self.read_efi_vars()
-        with self.nested(f"{len(variables)} UEFI variables in {self.efi_vars_path}"):
-            for var in variables:
-                self.log(var.describe())
-
-    def _screendump_png(self, target: Path, timeout: float = 30) -> None:
-        from PIL import Image
-
-        with tempfile.TemporaryDirectory(dir=self.state_dir) as tmp:
-            ppm = Path(tmp) / "screen.ppm"
-            self.qmp_client.command("screendump", {"filename": str(ppm)}, timeout=timeout)
-            with Image.open(ppm) as image:
-                image.save(target, "PNG")
-
-    def screenshot(self, filename: str) -> None:
-        """Save a PNG picture of the display; a name without a directory goes to the
-        output directory, a name without an extension gets ``.png``."""
-        if "." not in filename:
-            filename += ".png"
-        if "/" not in filename:
-            filename = os.path.join(self.out_dir, filename)
-        with self.nested(f"making screenshot {filename}", {"image": os.path.basename(filename)}):
-            self.run_callbacks()  # (upstream's screendump goes through the monitor, which runs them)
-            self._screendump_png(Path(filename))
-
-    def send_key(self, key: str, delay: Duration | None = datetime.timedelta(milliseconds=10),
-                 log: bool | None = True) -> None:
-        """Press a key: QEMU ``sendkey`` syntax (e.g. ``ctrl-alt-delete``) or one character;
-        then wait ``delay`` (seconds or ``timedelta``)."""
-        warn_if_number(delay, "send_key")
-        key = key_for(key)
-        with self.nested(f"sending key {key!r}") if log else contextlib.nullcontext():
-            self.send_monitor_command(f"sendkey {key}")
-        if delay is not None:
-            time.sleep(seconds(delay) or 0.0)
-
-    def send_chars(self, chars: str, delay: Duration | None = datetime.timedelta(milliseconds=10)) -> None:
-        """Type ``chars`` on the virtual keyboard, e.g. ``send_chars("ls\\n")``, waiting
-        ``delay`` (seconds or ``timedelta``) after each key."""
-        warn_if_number(delay, "send_chars")
-        with self.nested(f"sending keys {chars!r}"):
-            for char in chars:
-                self.send_key(char, delay, log=False)
-
     def wait_for_monitor_prompt(self) -> str:
         """Read the monitor up to its next prompt; return what came before it."""
         with self._or_gone("the monitor"):
             return self.monitor.wait_for_prompt(Deadline(60))
-
-    # --- screens and OCR ------------------------------------------------------------------
-    def _ocr(self, variants: dict[str, Callable[[Any], Any]] = VARIANTS) -> list[str]:
-        with tempfile.TemporaryDirectory(dir=self.state_dir) as tmp:
-            png = Path(tmp) / "screen.png"
-            self._screendump_png(png)
-            return text_variants(png, variants)
-
-    def get_screen_text_variants(self) -> list[str]:
-        """What the screen shows, read by OCR: one text per image variant, the unprocessed
-        screenshot's first (as ``get_screen_text``), then processed copies that read more."""
-        return self._ocr()
-
-    def get_screen_text(self) -> str:
-        """What the screen shows, read by OCR from the unprocessed screenshot."""
-        return self._ocr(RAW)[0]
-
-    def wait_for_text(self, regex: str, timeout: Duration = FIFTEEN_MINUTES) -> None:
-        """Wait until OCR of the screen matches ``regex`` (in any variant)."""
-        warn_if_number(timeout, "wait_for_text")
-        texts: list[str] = []
-
-        def matches(_remaining: float | None) -> bool:
-            nonlocal texts
-            texts = self._ocr()
-            return any(re.search(regex, text) for text in texts)
-
-        with self.nested(f"waiting for {regex} to appear on screen"):
-            self._poll_until(matches, timeout, f"/{regex}/ on the screen",
-                             lambda: f"OCR read {texts[0][-300:] if texts else ''!r}",
-                             last_words=lambda: f"Last OCR attempt failed. Text was: {texts}")
-
-    # --- X11 (as upstream: through the backdoor and xwininfo) ------------------------------
-    def wait_for_x(self, timeout: Duration = FIFTEEN_MINUTES) -> None:
-        """Wait until the X server runs (systemd reached the graphical target, X0 socket exists)."""
-        warn_if_number(timeout, "wait_for_x")
-        # Two commands, as upstream's; grep reads the whole journal (`grep -q` would stop at the
-        # match and leave journalctl failing on a closed pipe, a failed probe under pipefail).
-        def x_runs(remaining: float | None) -> bool:
-            return (self.execute('journalctl -b SYSLOG_IDENTIFIER=systemd | grep "Reached target Current graphical"',
-                                 timeout=probe_timeout(remaining))[0] == 0
-                    and self.execute("[ -e /tmp/.X11-unix/X0 ]", timeout=probe_timeout(remaining))[0] == 0)
-
-        with self.nested("waiting for the X11 server"):
-            self._poll_until(x_runs, timeout, "the X11 server",
-                             lambda: "no graphical target reached or no /tmp/.X11-unix/X0")
-
-    def get_window_names(self) -> list[str]:
-        """Names of the X11 windows (``xwininfo -root -tree``)."""
-        names = self._window_names(None)
-        assert names is not None  # (only a probe's own time limit gives None)
-        return names
-
-    def _window_names(self, timeout: Duration | None) -> list[str] | None:
-        """``get_window_names`` as a wait's probe: None when its time limit cut it short."""
-        command = "xwininfo -root -tree | sed " + SED_WINDOW_NAMES
-        if timeout is None:
-            return self.succeed(command).splitlines()
-        with self.nested(f"must succeed: {command}"):
-            status, output = self.execute(command, timeout=timeout)
-        if status == TIMED_OUT:
-            return None
-        if status != 0:
-            raise RequestedAssertionFailed(f"command `{command}` failed (exit code {status})")
-        return output.splitlines()
-
-    def wait_for_window(self, regexp: str, timeout: Duration = FIFTEEN_MINUTES) -> None:
-        """Wait until an X11 window whose name matches ``regexp`` exists."""
-        warn_if_number(timeout, "wait_for_window")
-        pattern = re.compile(regexp)
-        names: list[str] = []
-
-        def visible(remaining: float | None) -> bool:
-            nonlocal names
-            names = self._window_names(probe_timeout(remaining)) or names
-            return any(pattern.search(name) for name in names)
-
-        with self.nested("waiting for a window to appear"):
-            self._poll_until(visible, timeout, f"a window matching /{regexp}/",
-                             lambda: f"windows: {', '.join(names) or 'none'}",
-                             last_words=lambda: f"Last chance to match {regexp} on the window list, "
-                                                f"which currently contains: {', '.join(names)}")
 
     # --- networking and interactive use -----------------------------------------------------
     def forward_port(self, host_port: int = 8080, guest_port: int = 80) -> None:

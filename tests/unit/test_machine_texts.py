@@ -123,7 +123,7 @@ def test_window_names_are_cut_out_as_upstreams_sed_does():
     holding a backslash is left out (its bracket expression excludes backslashes too)."""
     import subprocess
 
-    from test_driver.machine.qemu import SED_WINDOW_NAMES
+    from test_driver.machine.x11 import SED_WINDOW_NAMES
 
     lines = ('     0x1e00007 "xterm": ("xterm" "XTerm")  484x316+0+0\n'
              '  0x2 "a\\b": ("x" "y")\n     0x3 (has no name)\n')

@@ -23,6 +23,7 @@ from ..errors import RequestedAssertionFailed, WaitTimeout
 from ..logger import AbstractLogger
 from ..terminal_text import plain
 from . import testinfra as _testinfra
+from .console import SerialConsole
 from .status import MachineStatus, OutputTail, State, since, state_of
 
 if TYPE_CHECKING:
@@ -94,8 +95,13 @@ class BaseMachine(ABC):
     stopped: BaseException | None
     pid: int | None
     running_command: str | None
-    serial_tail: collections.deque[str]
+    console: SerialConsole
     post_mortem: Any
+
+    @property
+    def serial_tail(self) -> collections.deque[str]:
+        """The last console lines, as shown (for errors and post-mortems)."""
+        return self.console.tail
 
     def __init__(self, out_dir: Path, name: str, logger: AbstractLogger, tmp_dir: Path,
                  callbacks: list[Callable[[], None]] | None = None,

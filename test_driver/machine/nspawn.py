@@ -24,7 +24,6 @@ captured; stderr is logged as the machine's serial output.
 
 from __future__ import annotations
 
-import collections
 import datetime
 import os
 import re
@@ -44,9 +43,9 @@ from ..deadline import Deadline, Duration, seconds, wait_for
 from ..errors import MachineCrashed, MachineError, MachineStopped, NotForContainers, UnexpectedShutdown, WaitTimeout
 from ..logger import AbstractLogger
 from .base import BaseMachine
-from .post_mortem import SERIAL_TAIL, PostMortem
+from .console import SerialConsole
+from .post_mortem import PostMortem
 from ..sandbox import Sandbox, host_pid
-from ..terminal_text import plain
 from .supervisor import Channel, Exit, Supervisor
 
 BOOT_LINE = re.compile(r"Welcome to |Startup finished|Reached target")
@@ -99,14 +98,13 @@ class NspawnMachine(BaseMachine):
         self.post_mortem: PostMortem | None = None
         self.expect_exit = False
         self.running_command: str | None = None
-        self.serial_tail: collections.deque[str] = collections.deque(maxlen=SERIAL_TAIL)
+        self.console = SerialConsole()
         self.crash_listeners: list[Callable[[Any, PostMortem], None]] = []
         self.notify_socket_path = self.tmp_dir / f"{self.name}-nspawn.sock"
         """Upstream's path, in the driver's private directory; see ``_private_notify_socket``."""
         self._notify_socket: socket.socket | None = None
         self._notify_thread: threading.Thread | None = None
         self._notify_closing = threading.Event()
-        self._partial = b""
         self._commands: set[subprocess.Popen[bytes]] = set()
         self.interruptible_commands = True  # Ctrl-C always stops a container's command (its process group)
         self.sandbox: Sandbox | None = None
@@ -150,8 +148,7 @@ class NspawnMachine(BaseMachine):
             self.stopped, self.post_mortem, self.expect_exit = None, None, False
             self.init_pid = self.leader_pid = self.nspawn_pid = None
             self.notified = self.notify_ready = self.boot_line = self.connected = False
-            self._partial = b""
-        self.serial_tail.clear()
+        self.console.reset()
         self.notify_socket_path = self._private_notify_socket()
         self.notify_socket_path.unlink(missing_ok=True)
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -271,7 +268,7 @@ class NspawnMachine(BaseMachine):
                 self.log(f"still waiting for container '{self.name}' to reach ready state...")
 
     def _last_lines(self, count: int = 5) -> str:
-        lines = list(self.serial_tail)[-count:]
+        lines = self.console.last_lines(count)
         return "last console lines: " + (" | ".join(lines) if lines else "(none)")
 
     def _wait_for_manager(self, deadline: Deadline) -> None:
@@ -383,11 +380,7 @@ class NspawnMachine(BaseMachine):
         return state not in ("Z", "X") and not flags & PF_EXITING
 
     def _console(self, data: bytes) -> None:
-        lines = (self._partial + data).split(b"\n")
-        self._partial = lines.pop()
-        for raw in lines:
-            line = plain(raw.decode(errors="replace"))
-            self.serial_tail.append(line)
+        for line in self.console.feed(data, errors="replace"):
             self.log_serial(line)
             nspawn = NSPAWN_PID.search(line)
             if nspawn or BOOT_LINE.search(line):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import datetime
-import re
 import signal
 import socket
 import subprocess
@@ -24,10 +22,10 @@ from ..protocol.backdoor import Backdoor
 from ..protocol.monitor import Monitor
 from ..protocol.qmp import QMPClient
 from ..protocol.stream import Stream, StreamEOF
-from ..terminal_text import plain
 from .base import BaseMachine
 from .display import Display
-from .post_mortem import SERIAL_TAIL, PostMortem, RestartPolicy
+from .console import SerialConsole
+from .post_mortem import PostMortem, RestartPolicy
 from .uefi import UefiVariables
 from .x11 import X11
 from .start_command import ALIVE_PORT_ID, Sockets, StartCommand, shell_socketpair
@@ -65,11 +63,7 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
         self.post_mortem: PostMortem | None = None
         self.expect_exit = False
         self.running_command: str | None = None
-        self.full_console_log: list[str] = []
-        self.serial_tail: collections.deque[str] = collections.deque(maxlen=SERIAL_TAIL)
-        self.console_cond = threading.Condition()
-        self._console_cursor = 0
-        self._serial_partial = b""
+        self.console = SerialConsole()
         self._command_lock = threading.Lock()
         self._starting = threading.Lock()
         self.interruptible_commands = False
@@ -161,10 +155,7 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
         self._qmp_cursor = 0
         self._panic_screenshot = None
         self._conns.clear()
-        with self.console_cond:
-            self.full_console_log.clear()
-            self._console_cursor = 0
-        self.serial_tail.clear()
+        self.console.reset()
         with self.lock:
             self.stopped, self.post_mortem, self.expect_exit = None, None, False
             self.connected = False
@@ -266,31 +257,19 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
         return self.restart_policy.restarts if self.restart_policy is not None else 0
 
     def _on_serial(self, data: bytes) -> None:
-        *lines, self._serial_partial = (self._serial_partial + data).split(b"\n")
-        for raw in lines:
-            line = raw.decode(errors="ignore").replace("\r", "").rstrip()  # as upstream: bad bytes dropped
-            self._console_line(line)  # (searched as it came, as upstream's)
-            shown = plain(line)
-            if shown or not line:  # a line of control sequences alone is not shown
-                self.serial_tail.append(shown)
-                self.logger.log_serial(shown, self.name)
-
-    def _console_line(self, line: str) -> None:
-        with self.console_cond:
-            self.full_console_log.append(line)
-            self.console_cond.notify_all()
+        for line in self.console.feed(data):  # (as upstream: undecodable bytes dropped)
+            self.logger.log_serial(line, self.name)
 
     def _on_serial_eof(self) -> None:
-        if self._serial_partial:
-            self._on_serial(b"\n")
+        for line in self.console.flush():
+            self.logger.log_serial(line, self.name)
 
     def _on_stderr(self, data: bytes) -> None:
         # Upstream's QEMU writes its stderr into the serial stream: its lines are console lines
         # there (get_console_log, wait_for_console_text); here they are also logged as QEMU's.
         for line in data.decode(errors="ignore").splitlines():
             if line.strip():
-                self._console_line(line.rstrip())
-                self.serial_tail.append(f"[qemu stderr] {line}")
+                self.console.add(line, shown_as="[qemu stderr] ")
                 self.log(f"qemu: {line}")
 
     # --- the end of a run ----------------------------------------------------------------
@@ -339,8 +318,7 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
         for stream in (self.shell_stream, self.reply_stream, self.monitor_stream):
             stream.fail(self.stopped)
         self.qmp_client.fail(self.stopped)
-        with self.console_cond:
-            self.console_cond.notify_all()
+        self.console.wake()
         if crashed:
             self.logger.report_error(post_mortem.summary(), {"machine": self.name})
             self.logger.event("crash", machine=self.name, cause=cause, exit=exit.describe(),
@@ -440,7 +418,7 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
                 raise self._stopped_error("closed the backdoor connection") from None
 
     def _last_serial(self) -> str:
-        return self.serial_tail[-1] if self.serial_tail else "(none)"
+        return self.console.last()
 
     def _execute(self, command: str, check_return: bool = True, check_output: bool = True,
                  timeout: Duration | None = 900) -> tuple[int, str]:
@@ -618,30 +596,15 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
         consumed, as are all of them on a timeout.  ``timeout=None`` waits as long as the
         machine runs (upstream waits forever even on a dead machine; ours raises)."""
         warn_if_number(timeout, "wait_for_console_text")
-        pattern = re.compile(regex)
-        seen = ""  # the lines looked at so far, joined
         with self.nested(f"waiting for {regex} to appear on console"), \
                 self.logger.activity(f"{self.name}: waiting for /{regex}/ on the console",
-                                     lambda: f"last console line: {self._last_serial()}"):
-            with self.console_cond:
-                def look() -> bool:
-                    nonlocal seen
-                    while self._console_cursor < len(self.full_console_log):
-                        seen += self.full_console_log[self._console_cursor]
-                        self._console_cursor += 1
-                        if pattern.search(seen):
-                            return True
-                    if not self.booted and self.stopped is not None:
-                        raise self.stopped
-                    return False
-
-                wait_for(self.console_cond, look, Deadline(timeout), f"/{regex}/ on the serial console",
-                         lambda: f"last serial line: {self._last_serial()!r}")
+                                     lambda: f"last console line: {self.console.last()}"):
+            self.console.wait_for(regex, Deadline(timeout),
+                                  lambda: self.stopped if not self.booted else None)
 
     def get_console_log(self) -> str:
         """All serial console output of this run, one string."""
-        with self.console_cond:
-            return "\n".join(self.full_console_log)
+        return self.console.text()
 
     def wait_for_monitor_prompt(self) -> str:
         """Read the monitor up to its next prompt; return what came before it."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import collections
 import difflib
 import re
 import shlex
@@ -23,11 +22,9 @@ from ..errors import RequestedAssertionFailed, WaitTimeout
 from ..logger import AbstractLogger
 from ..terminal_text import plain
 from . import testinfra as _testinfra
-from .console import SerialConsole
-from .status import MachineStatus, OutputTail, State, since, state_of
+from .status import OutputTail
 
 if TYPE_CHECKING:
-    from .post_mortem import PostMortem
     from .testinfra import CommandResult, Host
 
 
@@ -89,19 +86,8 @@ class BaseMachine(ABC):
     """What every kind of machine offers; subclasses provide ``_execute``, ``start``..."""
 
     KIND = "machine"
-    # the run state every kind keeps (its own __init__ sets them)
-    booted: bool
-    connected: bool
-    stopped: BaseException | None
-    pid: int | None
     running_command: str | None
-    console: SerialConsole
-    post_mortem: Any
-
-    @property
-    def serial_tail(self) -> collections.deque[str]:
-        """The last console lines, as shown (for errors and post-mortems)."""
-        return self.console.tail
+    """The command running now (set by each kind's ``_execute``)."""
 
     def __init__(self, out_dir: Path, name: str, logger: AbstractLogger, tmp_dir: Path,
                  callbacks: list[Callable[[], None]] | None = None,
@@ -215,33 +201,6 @@ class BaseMachine(ABC):
     def _last_output(self) -> str | None:
         line = self.output_tail.line()
         return f"last output: {line}" if line else None
-
-    def status(self) -> MachineStatus:
-        """What the machine is doing now: its state (not started, booting, ready, running a
-        command, shut down, crashed, restarting), PID, uptime, restarts, the command running
-        and for how long, its last output line, the last console line, and for a crash the
-        post-mortem's first line.  Never waits for the machine: ask it while another
-        thread's command runs.  ``str()`` of it is a table row (``status()`` prints all)."""
-        running, since_command = self.running_command, self.command_since
-        stopped, post_mortem = self.stopped, self.post_mortem
-        state = state_of(self.booted, self.connected, stopped, running is not None,
-                         bool(getattr(self, "restarting", False)))
-        tail = list(self.serial_tail)[-1:]
-        return MachineStatus(
-            self.name, self.KIND, state, self.pid if self.booted else None,
-            since(self.started_at) if self.booted else None, self._restarts(), running,
-            since(since_command) if running is not None else None,
-            self.output_tail.line() if running is not None else None,
-            plain(tail[0]) if tail else None,
-            post_mortem.cause.splitlines()[0] if post_mortem is not None and
-            state in (State.CRASHED, State.RESTARTING, State.SHUT_DOWN) else None)
-
-    def _write_post_mortem(self, post_mortem: PostMortem) -> None:
-        """Write a crash's post-mortem to the output directory; a failure to is said, not raised
-        (it must not keep the crash from being told)."""
-        problem = post_mortem.write(self.out_dir)
-        if problem is not None:
-            self.log(f"cannot write the post-mortem: {problem}")
 
     def run_callbacks(self) -> None:
         """Run the callbacks due before each command (the active polling conditions)."""

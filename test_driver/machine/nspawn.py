@@ -34,7 +34,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -42,8 +41,7 @@ from .. import interrupt
 from ..deadline import Deadline, Duration, seconds, wait_for
 from ..errors import MachineCrashed, MachineError, MachineStopped, NotForContainers, UnexpectedShutdown, WaitTimeout
 from ..logger import AbstractLogger
-from .base import BaseMachine
-from .console import SerialConsole
+from .supervised import RunState, SupervisedMachine
 from .post_mortem import PostMortem
 from ..sandbox import Sandbox, host_pid
 from .supervisor import Channel, Exit, Supervisor
@@ -72,7 +70,7 @@ def machine_name_from_start_command(start_command: str) -> str:
     return match[1]
 
 
-class NspawnMachine(BaseMachine):
+class NspawnMachine(SupervisedMachine):
     """A systemd-nspawn container started from a NixOS-style start script."""
 
     KIND = "container"
@@ -83,23 +81,13 @@ class NspawnMachine(BaseMachine):
         super().__init__(out_dir, name or machine_name_from_start_command(start_command), logger, tmp_dir,
                          callbacks, keep_machine_state, state_dir)
         self.start_command = start_command
-        self.lock = threading.Condition()  # guards the run state below
         self.supervisor: Supervisor | None = None
-        self.pid: int | None = None  # the start script
         self.nspawn_pid: int | None = None  # systemd-nspawn, as the start script printed it
         self.init_pid: int | None = None  # the container's PID 1 (the leader)
         self.leader_pid: int | None = None  # X_NSPAWN_LEADER_PID, from the notify socket
         self.notified = False  # something came on the notify socket (the start script passed it on)
         self.notify_ready = False  # READY=1 came on the notify socket
         self.boot_line = False  # the console showed that the init runs
-        self.booted = False  # start() was called and the container has not ended
-        self.connected = False  # ready for commands (the first command waited for it)
-        self.stopped: MachineStopped | None = None
-        self.post_mortem: PostMortem | None = None
-        self.expect_exit = False
-        self.running_command: str | None = None
-        self.console = SerialConsole()
-        self.crash_listeners: list[Callable[[Any, PostMortem], None]] = []
         self.notify_socket_path = self.tmp_dir / f"{self.name}-nspawn.sock"
         """Upstream's path, in the driver's private directory; see ``_private_notify_socket``."""
         self._notify_socket: socket.socket | None = None
@@ -147,7 +135,7 @@ class NspawnMachine(BaseMachine):
         with self.lock:
             self.stopped, self.post_mortem, self.expect_exit = None, None, False
             self.init_pid = self.leader_pid = self.nspawn_pid = None
-            self.notified = self.notify_ready = self.boot_line = self.connected = False
+            self.notified = self.notify_ready = self.boot_line = False
         self.console.reset()
         self.notify_socket_path = self._private_notify_socket()
         self.notify_socket_path.unlink(missing_ok=True)
@@ -170,8 +158,7 @@ class NspawnMachine(BaseMachine):
             self._close_notify_socket()
             raise
         with self.lock:
-            self.booted, self.started_at = True, time.monotonic()
-            self.lock.notify_all()
+            self._become(RunState.BOOTING)
         self.log(f"systemd-nspawn running (pid {self.pid})")
 
     def _drain_notify_socket(self, sock: socket.socket, closing: threading.Event) -> None:
@@ -234,7 +221,8 @@ class NspawnMachine(BaseMachine):
                 if notified:  # the socket works after all, its first message was late: wait for READY=1
                     self._wait_ready(deadline)
             with self.lock:
-                self.connected = True
+                if self.state is RunState.BOOTING:
+                    self._become(RunState.READY)
         self.log(f"container init is pid {self.init_pid}")
 
     def _wait_ready(self, deadline: Deadline) -> str:
@@ -396,37 +384,24 @@ class NspawnMachine(BaseMachine):
             self._kill_container("systemd-nspawn ended, its container did not")
         with self.lock:
             expected = self.expect_exit
-            powered_off = exit.signal is None and exit.returncode == 0  # its systemd halted, unasked
-            cause = (f"crashed: the container's init died; systemd-nspawn {exit.describe()}" if not powered_off
-                     else "shut itself down (systemd-nspawn exited with status 0) while no shutdown() was "
-                          "asked for; its commands fail from now on. If the test expects this shutdown, say "
-                          f"so with {self.name}.wait_for_shutdown(): the next command then starts it again. "
-                          "Last console lines:\n" + "\n".join(f"    | {line}" for line in list(self.serial_tail)[-10:]))
-            post_mortem = PostMortem(self.name, cause, exit, list(self.serial_tail), [], self.running_command,
-                                     process="systemd-nspawn")
-        if not expected and not powered_off:  # on disk before any waiter wakes up with the error
-            self._write_post_mortem(post_mortem)
+        powered_off = exit.signal is None and exit.returncode == 0  # its systemd halted, unasked
+        cause = (f"crashed: the container's init died; systemd-nspawn {exit.describe()}" if not powered_off
+                 else "shut itself down (systemd-nspawn exited with status 0) while no shutdown() was "
+                      "asked for; its commands fail from now on. If the test expects this shutdown, say "
+                      f"so with {self.name}.wait_for_shutdown(): the next command then starts it again. "
+                      "Last console lines:\n" + "\n".join(f"    | {line}" for line in self.console.last_lines(10)))
+        post_mortem = PostMortem(self.name, cause, exit, list(self.serial_tail), [], self.running_command,
+                                 process="systemd-nspawn", abnormal=not powered_off)
+        ending = RunState.SHUT_DOWN if expected else \
+            RunState.UNASKED_SHUTDOWN if powered_off else RunState.CRASHED
+        self._end_run(ending, cause, post_mortem)
+
+    def _run_ended(self, stopped: MachineStopped) -> None:
         with self.lock:
-            self.post_mortem = post_mortem
-            self.stopped = (MachineStopped(self.name, "was shut down") if expected
-                            else UnexpectedShutdown(self.name, cause, self.post_mortem) if powered_off
-                            else MachineCrashed(self.name, cause, self.post_mortem))
-            self.booted, self.connected, self.init_pid = False, False, None
-            self.lock.notify_all()
+            self.init_pid = None
             commands = list(self._commands)
         for proc in commands:  # a command nsenter'ed into the dead container cannot finish
             _kill_group(proc, signal.SIGKILL)
-        if expected:
-            self.log(f"container stopped: systemd-nspawn {exit.describe()}")
-            return
-        if powered_off:
-            self.logger.warning(f"machine {self.name!r} {cause}", {"machine": self.name})
-            return
-        self.logger.report_error(post_mortem.summary(), {"machine": self.name})
-        self.logger.event("crash", machine=self.name, cause=cause, exit=exit.describe(),
-                          running_command=self.running_command)
-        for listener in self.crash_listeners:
-            listener(self, post_mortem)
 
     def shutdown(self, timeout: Duration | None = None) -> None:
         """Power the container off from inside (``systemctl poweroff``) and wait until it ended."""
@@ -443,9 +418,7 @@ class NspawnMachine(BaseMachine):
         if self.supervisor is None:
             return
         with self.lock:
-            if not self.booted and isinstance(self.stopped, (MachineCrashed, UnexpectedShutdown)):
-                self.log(f"the awaited shutdown had already happened: {self.stopped.cause.splitlines()[0]}")
-                self.stopped = MachineStopped(self.name, "was shut down")
+            self._accept_end()
         with self.nested("waiting for the container to power off"):
             with self.lock:
                 expected, self.expect_exit = self.expect_exit, True

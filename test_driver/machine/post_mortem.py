@@ -46,6 +46,8 @@ class PostMortem:
     at: float = field(default_factory=time.time)
     path: Path | None = None
     """Where it was written (``write``)."""
+    abnormal: bool = True
+    """It died (a signal, a failure, a panic), even if its end was awaited; not a clean shutdown."""
 
     def summary(self) -> str:
         lines = [f"post-mortem of machine {self.machine!r}: {self.cause}",

@@ -15,17 +15,16 @@ from typing import Any, Callable, Iterator
 
 from ..deadline import Deadline, Duration, seconds, wait_for
 from ..duration import warn_if_number
-from ..errors import (BackdoorError, MachineCrashed, MachineStopped, QMPError,
-                      UnexpectedShutdown, WaitTimeout)
+from ..errors import (BackdoorError, MachineStopped, QMPError,
+                      WaitTimeout)
 from ..logger import AbstractLogger
 from ..protocol.backdoor import Backdoor
 from ..protocol.monitor import Monitor
 from ..protocol.qmp import QMPClient
 from ..protocol.stream import Stream, StreamEOF
-from .base import BaseMachine
 from .display import Display
-from .console import SerialConsole
 from .post_mortem import PostMortem, RestartPolicy
+from .supervised import RunState, SupervisedMachine
 from .uefi import UefiVariables
 from .x11 import X11
 from .start_command import ALIVE_PORT_ID, Sockets, StartCommand, shell_socketpair
@@ -37,7 +36,7 @@ LIFECYCLE_EVENTS = {"SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME", "GUEST_P
                     "GUEST_CRASHLOADED", "WATCHDOG"}
 
 
-class QemuMachine(Display, X11, UefiVariables, BaseMachine):
+class QemuMachine(Display, X11, UefiVariables, SupervisedMachine):
     """A QEMU virtual machine started from a NixOS start script."""
 
     KIND = "VM"
@@ -54,20 +53,9 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
         self.extra_env: dict[str, str] = {}  # e.g. the VLANs' QEMU_VDE_SOCKET_<nr>
         self.socket_dir = socket_dir or self.state_dir
         self.sockets = Sockets.inside(self.socket_dir)
-        self.lock = threading.Condition()  # guards the run state below
-        self.booted = False
-        self.connected = False
         self.supervisor: Supervisor | None = None
-        self.pid: int | None = None
-        self.stopped: MachineStopped | None = None  # why the last run ended, if it did
-        self.post_mortem: PostMortem | None = None
-        self.expect_exit = False
-        self.running_command: str | None = None
-        self.console = SerialConsole()
         self._command_lock = threading.Lock()
         self._starting = threading.Lock()
-        self.interruptible_commands = False
-        """Run every command so that Ctrl-C can stop it in the guest (the interactive shell sets it)."""
         self._conns: dict[str, socket.socket] = {}
         self.backdoor_died_at: float | None = None
         """When (time.monotonic()) the guest closed the alive port: its backdoor shell died."""
@@ -78,8 +66,6 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
         self.monitor = Monitor(self.monitor_stream, self._sender("monitor"))
         self.qmp_client = QMPClient(self._sender("qmp"), f"{self.name} QMP")
         self.restart_policy: RestartPolicy | None = None
-        self.restarting = False
-        self.crash_listeners: list[Callable[[QemuMachine, PostMortem], None]] = []
         self._released = threading.Event()
         self._restart_thread: threading.Thread | None = None
         self._panic_screenshot: Path | None = None
@@ -88,7 +74,19 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
     # --- the run state ---------------------------------------------------------------
     def is_up(self) -> bool:
         """True when QEMU runs and the backdoor shell is connected."""
-        return self.booted and self.connected
+        return self.state is RunState.READY
+
+    @property
+    def restarting(self) -> bool:
+        """It crashed, and its restart policy is starting it again."""
+        return self.state is RunState.RESTARTING
+
+    def _backdoor_lost(self) -> None:
+        """The guest's shell went (a reboot, a switch of root, its death): the next command
+        waits for it again."""
+        with self.lock:
+            if self.state is RunState.READY:
+                self._become(RunState.BOOTING)
 
     def _sender(self, which: str) -> Callable[[bytes], None]:
         def send(data: bytes) -> None:
@@ -158,7 +156,6 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
         self.console.reset()
         with self.lock:
             self.stopped, self.post_mortem, self.expect_exit = None, None, False
-            self.connected = False
 
         qmp = self.qmp_client
         shell, qemus_shell = shell_socketpair()
@@ -185,7 +182,7 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
                 channels, serial, stderr, self._on_exit,
                 pass_fds=(qemus_shell.fileno(), qemus_reply.fileno()))
             with self.lock:
-                self.booted, self.started_at = True, time.monotonic()
+                self._become(RunState.BOOTING)
             deadline = Deadline(60)
             with self.lock:
                 wait_for(self.lock, lambda: "qmp" in self._conns and "monitor" in self._conns,
@@ -283,59 +280,42 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
             "Kernel panic" in line for line in self.serial_tail)
         with self.lock:
             expected = self.expect_exit
-            if panicked:
-                cause = "crashed: the guest kernel panicked"
-            elif exit.signal is not None or exit.returncode != 0:
-                cause = f"crashed: QEMU {exit.describe()}"
-            elif shutdown is not None:
-                cause = f"was shut down ({reason or 'QMP SHUTDOWN'})"
-            else:
-                cause = f"crashed: QEMU {exit.describe()} without a shutdown event"
-            crashed = cause.startswith("crashed") and not expected
-            policy = self.restart_policy
-            delay = policy.next_delay() if crashed and policy else None
-            if policy and delay is not None and not self._released.is_set():
-                cause += f"; restarting it in {delay:g}s (restart {policy.restarts} of {policy.max_restarts})"
-                self.restarting = True
-            elif crashed and policy:
-                cause += f"; no restart left (max_restarts={policy.max_restarts})"
-            post_mortem = PostMortem(self.name, cause, exit, list(self.serial_tail), events,
-                                     self.running_command, screenshot=self._panic_screenshot)
-            unasked = "" if crashed or expected else self._unasked_shutdown(shutdown or {}, reason)
-        if crashed:  # on disk before any waiter wakes up with the error that names it
-            self._write_post_mortem(post_mortem)
-        with self.lock:
-            self.post_mortem = post_mortem
-            if crashed:
-                self.stopped = MachineCrashed(self.name, cause, post_mortem)
-            elif not expected:
-                self.stopped = UnexpectedShutdown(self.name, unasked, post_mortem)
-            else:
-                self.stopped = MachineStopped(self.name, "was shut down")
-            self.booted = self.connected = False
-            self.pid = None
-            self.lock.notify_all()
-        for stream in (self.shell_stream, self.reply_stream, self.monitor_stream):
-            stream.fail(self.stopped)
-        self.qmp_client.fail(self.stopped)
-        self.console.wake()
-        if crashed:
-            self.logger.report_error(post_mortem.summary(), {"machine": self.name})
-            self.logger.event("crash", machine=self.name, cause=cause, exit=exit.describe(),
-                              running_command=post_mortem.running_command)
-            for listener in self.crash_listeners:
-                listener(self, post_mortem)
-        elif not expected:
-            self.logger.warning(str(self.stopped), {"machine": self.name})
+        abnormal = True
+        if panicked:
+            cause = "crashed: the guest kernel panicked"
+        elif exit.signal is not None or exit.returncode != 0:
+            cause = f"crashed: QEMU {exit.describe()}"
+        elif shutdown is not None:
+            cause, abnormal = f"was shut down ({reason or 'QMP SHUTDOWN'})", False
         else:
-            self.log(f"QEMU {exit.describe()}")
-        if self.restarting and delay is not None:
+            cause = f"crashed: QEMU {exit.describe()} without a shutdown event"
+        ending = RunState.CRASHED if abnormal and not expected else \
+            RunState.SHUT_DOWN if expected else RunState.UNASKED_SHUTDOWN
+        policy = self.restart_policy
+        delay = policy.next_delay() if ending is RunState.CRASHED and policy else None
+        if policy and delay is not None and not self._released.is_set():
+            cause += f"; restarting it in {delay:g}s (restart {policy.restarts} of {policy.max_restarts})"
+            ending = RunState.RESTARTING
+        elif ending is RunState.CRASHED and policy:
+            cause += f"; no restart left (max_restarts={policy.max_restarts})"
+        post_mortem = PostMortem(self.name, cause, exit, list(self.serial_tail), events, self.running_command,
+                                 screenshot=self._panic_screenshot, abnormal=abnormal)
+        if ending is RunState.UNASKED_SHUTDOWN:
+            cause = self._unasked_shutdown(shutdown or {}, reason)
+        self._end_run(ending, cause, post_mortem)
+        if ending is RunState.RESTARTING and delay is not None:
             self._restart_thread = threading.Thread(target=self._restart, args=(delay,),
                                                     name=f"restart-{self.name}", daemon=True)
             self._restart_thread.start()
 
+    def _run_ended(self, stopped: MachineStopped) -> None:
+        for stream in (self.shell_stream, self.reply_stream, self.monitor_stream):
+            stream.fail(stopped)
+        self.qmp_client.fail(stopped)
+        self.console.wake()
+
     def _unasked_shutdown(self, event: dict[str, Any], reason: str) -> str:
-        """Why the next command fails: the guest went down by itself (called with the lock)."""
+        """Why the next command fails: the guest went down by itself."""
         stamp = event.get("timestamp", {})
         when = stamp.get("seconds", 0) + stamp.get("microseconds", 0) / 1e6
         at = f" at {time.strftime('%H:%M:%S', time.localtime(when))}.{int(when * 1000) % 1000:03d}" if when else ""
@@ -357,8 +337,8 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
             self.logger.report_error(f"restart failed: {exc}", {"machine": self.name})
         finally:
             with self.lock:
-                self.restarting = False
-                self.lock.notify_all()
+                if self.state is RunState.RESTARTING:  # it did not come back
+                    self._become(RunState.CRASHED)
 
     def supervise(self, restart: bool = True, max_restarts: int = 3, backoff: float = 1.0) -> None:
         """Set what happens when this machine crashes (off by default, as upstream).
@@ -379,9 +359,9 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
         if self.connected:
             return
         with self.lock:
-            wait_for(self.lock, lambda: not self.restarting, Deadline(timeout),
+            wait_for(self.lock, lambda: self.state is not RunState.RESTARTING, Deadline(timeout),
                      "the machine to be restarted after its crash")
-            if isinstance(self.stopped, (MachineCrashed, UnexpectedShutdown)) and not self.booted:
+            if self.state in (RunState.CRASHED, RunState.UNASKED_SHUTDOWN) and self.stopped is not None:
                 raise self.stopped
             exiting = self.booted and self.expect_exit
         if exiting:  # a reboot without allow_reboot: QEMU exits first, then starts anew
@@ -398,7 +378,9 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
             self.reply_stream.reset()  # what a dead shell's copier left, and its end
             with self._or_gone("the backdoor while its helpers were installed"):
                 self.shell.install(Deadline(60))
-            self.connected = True
+            with self.lock:
+                if self.state is RunState.BOOTING:
+                    self._become(RunState.READY)
             self.log(f"connected to guest root shell (in {time.monotonic() - tic:.2f}s)")
             self.logger.event("connected", machine=self.name, seconds=round(time.monotonic() - tic, 6))
 
@@ -444,7 +426,7 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
             except StreamEOF:
                 if self.backdoor_died_at is not None and self.stopped is None:
                     # QEMU runs, the guest's shell is gone: the next command waits for its restart
-                    self.connected = False
+                    self._backdoor_lost()
                     tail = "\n".join(f"    {line}" for line in list(self.serial_tail)[-10:])
                     raise BackdoorError(
                         f"the backdoor shell of machine {self.name!r} died while running `{command}` "
@@ -496,9 +478,7 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
         before this call: the next command starts the machine again."""
         if not self.booted or self.supervisor is None:
             with self.lock:
-                if isinstance(self.stopped, (MachineCrashed, UnexpectedShutdown)):
-                    self.log(f"the awaited shutdown had already happened: {self.stopped.cause.splitlines()[0]}")
-                    self.stopped = MachineStopped(self.name, "was shut down")
+                self._accept_end()
             return
         with self.lock:
             expected, self.expect_exit = self.expect_exit, True
@@ -512,7 +492,7 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
                     self.expect_exit = expected
                     raise
             self.supervisor.terminate()
-            if self.post_mortem is not None and self.post_mortem.cause.startswith("crashed"):
+            if self.post_mortem is not None and self.post_mortem.abnormal:
                 self.log(f"the awaited shutdown was a crash: {self.post_mortem.cause}")
 
     def shutdown(self, timeout: Duration | None = None) -> None:
@@ -542,7 +522,7 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
         if not self.reboots:
             self._expect_exit()
         self.send_key("ctrl-alt-delete")
-        self.connected = False
+        self._backdoor_lost()
 
     def release(self) -> None:
         """Stop QEMU (SIGTERM, then SIGKILL after 5 s) and free its sockets; used at cleanup."""
@@ -672,5 +652,5 @@ class QemuMachine(Display, X11, UefiVariables, BaseMachine):
         self.wait_for_unit("initrd.target")
         self.execute("systemctl isolate --no-block initrd-switch-root.target 2>/dev/null >/dev/null",
                      check_return=False, check_output=False)
-        self.connected = False
+        self._backdoor_lost()
         self.connect()

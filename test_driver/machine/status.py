@@ -20,6 +20,7 @@ class State(str, Enum):
     READY = "ready"
     RUNNING = "running a command"
     SHUT_DOWN = "shut down"
+    SHUT_ITSELF_DOWN = "shut itself down"
     CRASHED = "crashed"
     RESTARTING = "restarting"
 
@@ -70,20 +71,6 @@ class MachineStatus:
 
     def __str__(self) -> str:
         return table([self])
-
-
-def state_of(booted: bool, connected: bool, stopped: BaseException | None, running: bool,
-             restarting: bool = False) -> State:
-    """The state from a machine's run-state fields."""
-    from ..errors import MachineCrashed
-
-    if restarting:
-        return State.RESTARTING
-    if booted:
-        return State.RUNNING if running else State.READY if connected else State.BOOTING
-    if stopped is None:
-        return State.NOT_STARTED
-    return State.CRASHED if isinstance(stopped, MachineCrashed) else State.SHUT_DOWN
 
 
 def since(moment: float | None) -> float | None:

@@ -62,3 +62,18 @@ def kill_later(pid: int, delay: float, record: dict[str, float]) -> threading.Ti
     timer = threading.Timer(delay, kill)
     timer.start()
     return timer
+
+
+@contextlib.contextmanager
+def spawned(command: list[str], **options) -> Iterator["pexpect.spawn"]:
+    """The command on a pseudo-terminal (pexpect, text, 90 s per expect); killed and closed
+    after the block, whatever happened in it (its ``exitstatus`` is then set)."""
+    import pexpect
+
+    child = pexpect.spawn(command[0], command[1:], encoding="utf-8", timeout=90, **options)
+    try:
+        yield child
+    finally:
+        if child.isalive():
+            child.kill(9)
+        child.close()

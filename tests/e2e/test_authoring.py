@@ -15,7 +15,7 @@ import pytest
 import tiny
 
 from conftest_shared import Leftovers
-from e2e_support import wait_no_processes
+from e2e_support import spawned, wait_no_processes
 
 PROMPT = r"In \["
 
@@ -60,9 +60,7 @@ def authoring(guest, tmp_path, private_tmp):
 
 def test_test_script_in_the_shell_runs_the_edited_script_on_the_same_boot(authoring, tmp_path):
     command, env = authoring("--interactive")
-    shell = pexpect.spawn(command[0], command[1:], env=env, encoding="utf-8", timeout=90,
-                          dimensions=(40, 200), cwd=str(tmp_path))
-    try:
+    with spawned(command, env=env, dimensions=(40, 200), cwd=str(tmp_path)) as shell:
         shell.expect(PROMPT)
         shell.send("test_script()\r")
         shell.expect("ran one v1")
@@ -78,10 +76,6 @@ def test_test_script_in_the_shell_runs_the_edited_script_on_the_same_boot(author
         shell.expect(PROMPT)
         shell.send("exit()\r")
         shell.expect(pexpect.EOF)
-    finally:
-        if shell.isalive():
-            shell.kill(9)
-        shell.close()
     assert shell.exitstatus == 0
     (one, boot1, v1), (two, boot2, v2), (again, boot3, v3) = runs(tmp_path / "runs")
     assert (one, v1, two, v2, again, v3) == ("one", "v1", "two", "v2", "two", "v2")
@@ -104,9 +98,7 @@ def test_watch_runs_each_edit_on_the_same_boot(authoring, tmp_path, private_tmp)
     test = work / "t.py"
     test.write_text(SCRIPT.replace("VERSION", "v1") + "assert label == 'two', f'label is {label}'\n")
     command, env = authoring("--watch")
-    child = pexpect.spawn(command[0], command[1:], env=env, encoding="utf-8", timeout=90, cwd=str(tmp_path),
-                          preexec_fn=trace.enter)
-    try:
+    with spawned(command, env=env, cwd=str(tmp_path), preexec_fn=trace.enter) as child:
         child.expect(r"watch: run 1 failed in [0-9.]+ s: label is one")
         child.expect(r"watch: waiting for changes to .*t\.py, .*helpers\.py \(Ctrl-C to stop\)")
         (work / "helpers.py").write_text("label = 'two'\n")
@@ -121,10 +113,6 @@ def test_watch_runs_each_edit_on_the_same_boot(authoring, tmp_path, private_tmp)
         child.expect("watch: waiting for changes")
         child.kill(signal.SIGINT)
         child.expect(pexpect.EOF)
-    finally:
-        if child.isalive():
-            child.kill(9)
-        child.close()
     assert child.exitstatus == 0, child.before
     (one, boot1, v1), (two, boot2, v2), (four, boot4, v4) = runs(tmp_path / "runs")
     assert (one, v1, two, v2, four, v4) == ("one", "v1", "two", "v1", "two", "v2")
@@ -139,9 +127,7 @@ def test_watch_starts_a_crashed_machine_again_and_ends_by_sigterm(authoring, tmp
     test = tmp_path / "work" / "t.py"
     test.write_text("machine.succeed('true')\nmachine.process.kill()\nmachine.succeed('true')\n")
     command, env = authoring("--watch")
-    child = pexpect.spawn(command[0], command[1:], env=env, encoding="utf-8", timeout=90, cwd=str(tmp_path),
-                          preexec_fn=trace.enter)
-    try:
+    with spawned(command, env=env, cwd=str(tmp_path), preexec_fn=trace.enter) as child:
         child.expect(r"watch: run 1 failed in [0-9.]+ s: .*machine 'machine' crashed")
         child.expect("watch: waiting for changes")
         test.write_text(SCRIPT.replace("VERSION", "v1") + "assert False, 'still failing'\n")
@@ -152,10 +138,6 @@ def test_watch_starts_a_crashed_machine_again_and_ends_by_sigterm(authoring, tmp
         assert child.expect([r"watch: run 3", pexpect.TIMEOUT], timeout=3) == 1
         child.kill(signal.SIGTERM)
         child.expect(pexpect.EOF)
-    finally:
-        if child.isalive():
-            child.kill(9)
-        child.close()
     assert child.exitstatus == 1
     assert [label for label, _, _ in runs(tmp_path / "runs")] == ["one"]
     assert trace.wait(10) == []
@@ -215,8 +197,7 @@ def test_the_global_timeout_ends_a_watched_run_not_the_session(authoring, tmp_pa
     test = tmp_path / "work" / "t.py"
     test.write_text("machine.succeed('true')\nmachine.succeed('sleep 600')\n")
     command, env = authoring("--watch", "--global-timeout", "10")
-    child = pexpect.spawn(command[0], command[1:], env=env, encoding="utf-8", timeout=90, cwd=str(tmp_path))
-    try:
+    with spawned(command, env=env, cwd=str(tmp_path)) as child:
         child.expect(r"watch: run 1 failed in [0-9.]+ s: test timed out after 10s while running: machine: `sleep 600`")
         child.expect("watch: waiting for changes")
         test.write_text("machine.succeed('! pidof sleep')\n")  # at once: the sleep was stopped
@@ -227,8 +208,4 @@ def test_the_global_timeout_ends_a_watched_run_not_the_session(authoring, tmp_pa
         child.expect(r"watch: run 3 passed")
         child.kill(signal.SIGINT)
         child.expect(pexpect.EOF)
-    finally:
-        if child.isalive():
-            child.kill(9)
-        child.close()
     assert child.exitstatus == 0

@@ -17,7 +17,7 @@ import pexpect
 import pytest
 import tiny
 
-from e2e_support import driver_running
+from e2e_support import driver_running, spawned
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh installs it)")
@@ -160,8 +160,7 @@ def test_each_run_of_watch_has_its_page(guest, tmp_path, private_tmp):
     test.write_text("machine.succeed('true')\nassert False, 'first'\n")
     command = [sys.executable, "-m", "test_driver.cli_main", "--watch", "--start-scripts", str(start),
                "-o", str(tmp_path), "--html-report", "report.html", "--junit-xml", "junit.xml", str(test)]
-    child = pexpect.spawn(command[0], command[1:], encoding="utf-8", timeout=90)
-    try:
+    with spawned(command) as child:
         child.expect("watch: run 1 failed")
         child.expect("watch: waiting for changes")
         assert text_of(browse(tmp_path / "report.html", tmp_path, "report-watch-1.png"), "verdict") == "FAILED"
@@ -171,10 +170,6 @@ def test_each_run_of_watch_has_its_page(guest, tmp_path, private_tmp):
         child.expect("watch: waiting for changes")
         child.kill(signal.SIGINT)
         child.expect(pexpect.EOF)
-    finally:
-        if child.isalive():
-            child.kill(9)
-        child.close()
     dom = browse(tmp_path / "report.html", tmp_path, "report-watch-2.png")
     assert text_of(dom, "verdict") == "PASSED"
     assert text_of(dom, "watch-run") == "watch run 2"

@@ -7,20 +7,17 @@ import datetime
 import linecache
 import os
 import shutil
-import signal
 import tempfile
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from types import CodeType
 from typing import Any, Callable, Iterator
 
-from . import interrupt
 from .assertions import AssertionTester, must_raise
 from .config import DriverConfiguration, NspawnMachineConfiguration, QemuMachineConfiguration
 from .debug import Debug
-from .duration import FIFTEEN_MINUTES, Duration, warn_old_argument
+from .duration import Duration
 from .errors import DriverError, MachineCrashed, MachineError, MachineStopped, UnexpectedShutdown
 from .logger import AbstractLogger, CompositeLogger, TerminalLogger
 from .machine.status import table as status_table
@@ -28,8 +25,9 @@ from .machine import BaseMachine, Machine, MachineDeprecationWrapper, NspawnMach
 from .machine.deprecation import alias_warning
 from .machine.nspawn import machine_name_from_start_command
 from .machine.start_command import StartCommand
-from .polling_condition import PollingCondition, polling_interval
-from .report import failing_machine
+from .global_timer import GlobalTimer
+from .parallel import run_parallel
+from .polling_condition import ConditionScope, PollingCondition, polling_interval
 from .sandbox import Sandbox
 from .script_file import ScriptFile
 from .typecheck import pythonize as pythonize_name
@@ -73,12 +71,9 @@ class Driver:
         self.vsock_offset: int | None = None
         """The vsock numbers of the machines' ssh backdoor start after this (``--dump-vsocks``)."""
         self.vlans: list[VLan] = []
-        self._timer: threading.Timer | None = None
-        self._timeout_handled = threading.Event()
+        self.timer = GlobalTimer(self.logger, self.describe_activity, self._release_all)
         self.interactive = False
         """Whether the run is ``--interactive`` (upstream's attribute)."""
-        self.timed_out: str | None = None
-        """Set when the global timeout fired: what was running then."""
         self.code: CodeType | None = None if plan is not None else self._compile(tests)
         self.script_file = ScriptFile.of(test_script_path, tests) if plan is None else None
         """The file the script came from, read again at each ``test_script()`` (None: given as text)."""
@@ -324,14 +319,14 @@ class Driver:
 
     def run_tests(self) -> None:
         """Run the test script under the global timeout, then sync every running machine."""
-        self._start_global_timer()
+        self.timer.start(self.global_timeout)
         try:
             self.test_script()
             for machine in self.machines:
                 if machine.is_up():
                     machine.execute("sync")
         finally:
-            self._cancel_global_timer()
+            self.timer.cancel()
 
     @property
     def keep_machine_state(self) -> bool:
@@ -341,41 +336,24 @@ class Driver:
     @property
     def race_timer(self) -> threading.Timer | None:
         """The global timeout's timer (upstream's attribute), once ``run_tests`` started it."""
-        return self._timer
+        return self.timer.timer
 
-    def _start_global_timer(self) -> None:
-        if not self.global_timeout:
-            return
-        self._timeout_handled.clear()
-        self.logger.info(f"Test will time out and terminate in {float(self.global_timeout)} seconds")
-        self._timer = threading.Timer(self.global_timeout, self.terminate_test)
-        self._timer.daemon = True
-        self._timer.start()
+    @property
+    def timed_out(self) -> str | None:
+        """Set when the global timeout fired: what was running then."""
+        return self.timer.timed_out
 
     def timeout_handled(self) -> None:
         """The run that the global timeout ended is over, and the driver goes on (``--watch``)."""
-        self.timed_out = None
-        self._timeout_handled.set()
-
-    def _cancel_global_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self.timer.handled()
 
     def terminate_test(self) -> None:
-        """The global timeout: say what was running, then end the driver with SIGTERM (as
-        upstream: a script cannot catch it, and the driver dies by it, status 143 in a shell).
-        The CLI's SIGTERM handling stops the machines and closes the logs first; a
-        driver still alive 30 s later stops its machines here and dies by SIGTERM."""
-        self.timed_out = (f"test timed out after {self.global_timeout:g}s while running: "
-                          f"{self.describe_activity()}")
-        with self.logger.nested("timeout reached; test terminating..."):
-            self.logger.report_error(self.timed_out)
-        os.kill(os.getpid(), signal.SIGTERM)
-        if self._timeout_handled.wait(30):  # a --watch run ended by it: the session goes on
-            return
+        """The global timeout (``GlobalTimer.expire``): say what was running, end the driver by SIGTERM."""
+        self.timer.expire(self.global_timeout)
+
+    def _release_all(self) -> None:
         for machine in self._every_machine():
             machine.release()
-        interrupt.die_by(signal.SIGTERM)
 
     def status(self) -> None:
         """Print what every machine is doing now, a row each (``machine.status()``): also
@@ -432,7 +410,7 @@ class Driver:
         with self.logger.nested("wait for all VMs to finish"):
             for machine in self.machines:
                 machine.wait_for_shutdown()
-            self._cancel_global_timer()
+            self.timer.cancel()
 
     def dump_machine_ssh(self, offset: int | None = None) -> None:
         """Print how to reach each machine through its ssh backdoor (``--dump-vsocks OFFSET``):
@@ -459,37 +437,7 @@ class Driver:
         first failure is raised once every call has ended, with a note naming its
         machine and how the other calls ended.
         """
-        results: list[Any] = [None] * len(calls)
-        failures: dict[int, tuple[float, BaseException]] = {}
-
-        def branch(index: int, call: Callable[[], Any]) -> None:
-            try:
-                results[index] = call()
-            except BaseException as exc:  # re-raised in the caller's thread
-                failures[index] = (time.monotonic(), exc)
-
-        threads = [threading.Thread(target=branch, args=(i, call), name=f"parallel-{i}", daemon=True)
-                   for i, call in enumerate(calls)]
-        with self.logger.nested(f"running {len(calls)} calls in parallel"):
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-        if not failures:
-            return results
-
-        def who(index: int) -> str:
-            machine = failing_machine(failures[index][1], []) if index in failures else None
-            return f"call {index + 1}" + (f" (machine {machine.name})" if machine else "")
-
-        first = min(failures, key=lambda i: failures[i][0])
-        exc = failures[first][1]
-        others = [f"{who(i)} failed too: {failures[i][1]}" if i in failures else f"call {i + 1} succeeded"
-                  for i in range(len(calls)) if i != first]
-        exc.add_note(f"in parallel: {who(first)} failed first; " + "; ".join(others))
-        for line in others:
-            self.logger.report_error(line)
-        raise exc
+        return run_parallel(calls, self.logger)
 
     @contextmanager
     def subtest(self, name: str) -> Iterator[None]:
@@ -553,37 +501,10 @@ class Driver:
         (``with cond:``), at most once per ``interval`` (a timedelta; or the older
         ``seconds_interval``, in seconds or a timedelta; not both; 2 s by default).
         ``cond.wait(timeout=...)`` (or ``timeout_seconds=``) waits until it holds."""
-        driver = self
         every = polling_interval(seconds_interval, interval, "polling_condition()")
 
-        class Poll:
-            def __init__(self, fun: Callable[[], Any]) -> None:
-                self.condition = PollingCondition(fun, driver.logger, description=description, interval=every)
-
-            def __enter__(self) -> None:
-                driver.polling_conditions.append(self.condition)
-
-            def __exit__(self, *_: Any) -> None:
-                driver.polling_conditions.remove(self.condition)
-
-            def wait(self, timeout_seconds: Duration | None = None, timeout: Duration | None = None) -> None:
-                """Check the condition until it holds, within ``timeout`` (a timedelta or
-                seconds; the older name is ``timeout_seconds``, not both; 15 min by default)."""
-                if timeout_seconds is not None:
-                    if timeout is not None:
-                        raise TypeError("wait() takes 'timeout' or the older 'timeout_seconds', not both")
-                    warn_old_argument(timeout_seconds, "wait", "timeout_seconds", "timeout")
-                    timeout = timeout_seconds
-                what = self.condition.description
-
-                def attempt(_remaining: float | None) -> bool:
-                    holds = self.condition.check(force=True)
-                    if not holds:
-                        driver.logger.info(f"({what} failure not fatal yet)")
-                    return holds
-
-                with driver.logger.nested(f"waiting for {what}"):
-                    retry(attempt, timeout=FIFTEEN_MINUTES if timeout is None else timeout)
-
-        return Poll if fun_ is None else Poll(fun_)
+        def scope(fun: Callable[[], Any]) -> ConditionScope:
+            return ConditionScope(PollingCondition(fun, self.logger, description=description, interval=every),
+                                  self.polling_conditions, self.logger)
+        return scope if fun_ is None else scope(fun_)
 

@@ -8,9 +8,10 @@ import time
 from math import isfinite
 from typing import Any, Callable
 
-from .duration import Duration, as_timedelta, warn_old_argument
+from .duration import FIFTEEN_MINUTES, Duration, as_timedelta, warn_old_argument
 from .errors import PollingConditionError
 from .logger import AbstractLogger
+from .machine.base import retry
 
 DEFAULT_INTERVAL = datetime.timedelta(seconds=2)
 """How often an active condition is checked when no interval is given, as upstream."""
@@ -110,3 +111,36 @@ class PollingCondition:
         """Check the condition if due; raise ``PollingConditionError`` if it failed."""
         if not self.check():
             raise PollingConditionError(self.status_message(False))
+
+
+class ConditionScope:
+    """What the test symbol ``polling_condition`` makes of a function: checked before every
+    machine command inside ``with cond:``; ``cond.wait(timeout=...)`` waits until it holds."""
+
+    def __init__(self, condition: PollingCondition, active: list[PollingCondition], logger: AbstractLogger) -> None:
+        self.condition, self.active, self.logger = condition, active, logger
+
+    def __enter__(self) -> None:
+        self.active.append(self.condition)
+
+    def __exit__(self, *_: Any) -> None:
+        self.active.remove(self.condition)
+
+    def wait(self, timeout_seconds: Duration | None = None, timeout: Duration | None = None) -> None:
+        """Check the condition until it holds, within ``timeout`` (a timedelta or
+        seconds; the older name is ``timeout_seconds``, not both; 15 min by default)."""
+        if timeout_seconds is not None:
+            if timeout is not None:
+                raise TypeError("wait() takes 'timeout' or the older 'timeout_seconds', not both")
+            warn_old_argument(timeout_seconds, "wait", "timeout_seconds", "timeout")
+            timeout = timeout_seconds
+        what = self.condition.description
+
+        def attempt(_remaining: float | None) -> bool:
+            holds = self.condition.check(force=True)
+            if not holds:
+                self.logger.info(f"({what} failure not fatal yet)")
+            return holds
+
+        with self.logger.nested(f"waiting for {what}"):
+            retry(attempt, timeout=FIFTEEN_MINUTES if timeout is None else timeout)

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Iterator
 
+import pexpect
 import tiny
 
 from conftest_shared import processes_mentioning, wait_no_processes  # noqa: F401  (tests import them from here)
@@ -65,11 +66,9 @@ def kill_later(pid: int, delay: float, record: dict[str, float]) -> threading.Ti
 
 
 @contextlib.contextmanager
-def spawned(command: list[str], **options) -> Iterator["pexpect.spawn"]:
+def spawned(command: list[str], **options) -> Iterator[pexpect.spawn]:
     """The command on a pseudo-terminal (pexpect, text, 90 s per expect); killed and closed
     after the block, whatever happened in it (its ``exitstatus`` is then set)."""
-    import pexpect
-
     child = pexpect.spawn(command[0], command[1:], encoding="utf-8", timeout=90, **options)
     try:
         yield child

@@ -13,7 +13,7 @@ import tiny
 
 from e2e_support import wait_no_processes
 from test_driver.errors import WaitTimeout
-from test_driver.machine.qemu import KILL_GRACE
+from test_driver.machine.session import KILL_GRACE
 
 
 def test_garbage_on_the_backdoor_channel_is_skipped(make_driver, log):

@@ -4,7 +4,6 @@ at once (tiny guest)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pwd
 import shutil

@@ -27,7 +27,6 @@ from __future__ import annotations
 import datetime
 import os
 import re
-import selectors
 import shutil
 import signal
 import socket
@@ -37,10 +36,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .. import interrupt
-from ..deadline import Deadline, Duration, seconds, wait_for
-from ..errors import MachineCrashed, MachineError, MachineStopped, NotForContainers, UnexpectedShutdown, WaitTimeout
+from ..deadline import Deadline, Duration, wait_for
+from ..errors import MachineError, MachineStopped, NotForContainers, WaitTimeout
 from ..logger import AbstractLogger
+from .container_commands import ContainerCommands, kill_group
 from .supervised import RunState, SupervisedMachine
 from .post_mortem import PostMortem
 from ..sandbox import Sandbox, host_pid
@@ -49,8 +48,6 @@ from .supervisor import Channel, Exit, Supervisor
 BOOT_LINE = re.compile(r"Welcome to |Startup finished|Reached target")
 """A console line saying the container's init runs (for start scripts that do not notify)."""
 NSPAWN_PID = re.compile(r"systemd-nspawn's PID is (\d+)")
-COMMAND_PREFIX = "set -eo pipefail; export USER=root HOME=/root DISPLAY=:0.0; source /etc/profile; set -u; "
-"""What upstream runs before each command, with ``/bin/sh -c`` and an empty environment."""
 NSENTER_NAMESPACES = ["--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup"]
 PROBE_PATH = "/run/current-system/sw/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """PATH of the fallback readiness probe (it runs before a command would source /etc/profile)."""
@@ -70,7 +67,7 @@ def machine_name_from_start_command(start_command: str) -> str:
     return match[1]
 
 
-class NspawnMachine(SupervisedMachine):
+class NspawnMachine(ContainerCommands, SupervisedMachine):
     """A systemd-nspawn container started from a NixOS-style start script."""
 
     KIND = "container"
@@ -401,7 +398,7 @@ class NspawnMachine(SupervisedMachine):
             self.init_pid = None
             commands = list(self._commands)
         for proc in commands:  # a command nsenter'ed into the dead container cannot finish
-            _kill_group(proc, signal.SIGKILL)
+            kill_group(proc, signal.SIGKILL)
 
     def shutdown(self, timeout: Duration | None = None) -> None:
         """Power the container off from inside (``systemctl poweroff``) and wait until it ended."""
@@ -458,124 +455,3 @@ class NspawnMachine(SupervisedMachine):
         ``index`` is ignored)."""
         return (f'ssh -o User=root -o ProxyCommand="socat - '
                 f'UNIX-CLIENT:/run/systemd/nspawn/unix-export/{self.name}/ssh" bash')
-
-    # --- commands ------------------------------------------------------------------------
-    def _command_argv(self, command: str) -> list[str]:
-        """The host command line that runs ``command`` in the container, as upstream's."""
-        return self._nsenter(["/bin/sh", "-c", COMMAND_PREFIX + command])
-
-    def _execute(self, command: str, check_return: bool = True, check_output: bool = True,
-                 timeout: Duration | None = 900) -> tuple[int, str]:
-        """Run ``command`` as upstream: ``(status, stdout)`` whatever ``check_return`` and
-        ``check_output`` say; past ``timeout`` its processes are stopped (TERM, KILL two
-        seconds later) and ``subprocess.TimeoutExpired`` is raised."""
-        with self.lock:  # after a crash or an unasked shutdown commands fail until start() (or an
-            # awaiting wait_for_shutdown()); after an asked-for shutdown they start it again
-            if isinstance(self.stopped, (MachineCrashed, UnexpectedShutdown)):
-                raise self.stopped
-        if not self.connected:
-            self.connect()
-        argv = self._command_argv(command)
-        limit = seconds(timeout)
-        proc: subprocess.Popen[bytes] | None = None
-        try:
-            with interrupt.held():  # a Ctrl-C or SIGTERM comes after the command is ours to stop
-                # stdin is the driver's, as upstream's; stderr goes to the log as it comes, and the
-                # call does not wait for it to close (a background job may keep it: `sleep 9 >&2 &`)
-                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={},
-                                        start_new_session=True)
-                with self.lock:
-                    self._commands.add(proc)
-                    self._command_begins(command)
-                stderr = threading.Thread(target=self._log_stderr, args=(proc,), name=f"stderr-{self.name}",
-                                          daemon=True)
-                stderr.start()
-            out, timed_out = self._wait(proc, Deadline(limit))
-            stderr.join(0.2)
-            with self.lock:
-                if not self._init_alive():
-                    # The container's init died under the command (which kills every process
-                    # of its PID namespace): let the supervisor see systemd-nspawn end.
-                    try:
-                        wait_for(self.lock, lambda: self.stopped is not None, Deadline(2),
-                                 "systemd-nspawn to end", lambda: "it still runs")
-                    except WaitTimeout:
-                        pass
-                if isinstance(self.stopped, (MachineCrashed, UnexpectedShutdown)):
-                    raise self.stopped
-        finally:
-            if proc is not None:
-                if proc.poll() is None:  # interrupted anywhere: nothing of it may outlive the call (nsenter
-                    _kill_group(proc, signal.SIGKILL)  # would stop itself when the container freezes it)
-                with self.lock:
-                    self._commands.discard(proc)
-                    self._command_ends()
-        if timed_out:
-            raise subprocess.TimeoutExpired(argv, limit or 0.0, output=out or None)
-        text = out.decode(errors="replace").replace("\r\n", "\n").replace("\r", "\n")  # text mode, as upstream
-        return proc.returncode, text
-
-    def _wait(self, proc: subprocess.Popen[bytes], deadline: Deadline) -> tuple[bytes, bool]:
-        """The command's stdout once it is closed and the command has exited, and whether
-        the deadline passed first; then the command's process group is stopped: SIGTERM,
-        SIGKILL two seconds later."""
-        assert proc.stdout is not None
-        chunks: list[bytes] = []
-        fd = proc.stdout.fileno()
-        try:
-            with selectors.DefaultSelector() as sel:
-                sel.register(fd, selectors.EVENT_READ)
-                while not deadline.expired:
-                    if sel.select(deadline.remaining()):
-                        data = os.read(fd, 1 << 16)
-                        if not data:
-                            break
-                        chunks.append(data)
-                        self.output_tail.add(data)
-                else:
-                    return self._stop(proc, chunks, sel, deadline), True
-                try:
-                    proc.wait(deadline.remaining())
-                except subprocess.TimeoutExpired:
-                    return self._stop(proc, chunks, sel, deadline), True
-            return b"".join(chunks), False
-        except KeyboardInterrupt:
-            _kill_group(proc, signal.SIGKILL)
-            raise
-        finally:
-            proc.stdout.close()
-
-    def _stop(self, proc: subprocess.Popen[bytes], chunks: list[bytes], sel: selectors.BaseSelector,
-              deadline: Deadline) -> bytes:
-        """Stop a command past its timeout: SIGTERM to its process group, SIGKILL two
-        seconds later; return the output it wrote (not waiting for processes outside its
-        group that may hold its stdout)."""
-        self.log(f"command `{self.running_command}` exceeded its timeout of {deadline.timeout:g}s; stopping it")
-        _kill_group(proc, signal.SIGTERM)
-        try:
-            proc.wait(2)
-        except subprocess.TimeoutExpired:
-            pass
-        _kill_group(proc, signal.SIGKILL)
-        proc.wait()
-        assert proc.stdout is not None
-        fd, last = proc.stdout.fileno(), Deadline(0.5)
-        while not last.expired and sel.select(min(0.05, last.remaining() or 0.0)):
-            data = os.read(fd, 1 << 16)
-            if not data:
-                break
-            chunks.append(data)
-        return b"".join(chunks)
-
-    def _log_stderr(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stderr is not None
-        with proc.stderr:
-            for raw in iter(proc.stderr.readline, b""):
-                self.log_serial(raw.decode(errors="replace").rstrip("\r\n"))
-
-
-def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

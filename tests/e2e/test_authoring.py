@@ -192,8 +192,8 @@ def test_status_shows_a_running_command_and_a_crash(guest, tmp_path, private_tmp
 
 
 def test_the_global_timeout_ends_a_watched_run_not_the_session(authoring, tmp_path, private_tmp):
-    """A run past --global-timeout fails (its command stopped in the guest too); the session
-    goes on, also past the 30 s after which a timed-out driver kills itself."""
+    """A run past --global-timeout fails (its command stopped in the guest too) and the session
+    goes on (that the driver then does not kill itself 30 s later: unit/test_global_timer.py)."""
     test = tmp_path / "work" / "t.py"
     test.write_text("machine.succeed('true')\nmachine.succeed('sleep 600')\n")
     command, env = authoring("--watch", "--global-timeout", "10")
@@ -203,9 +203,6 @@ def test_the_global_timeout_ends_a_watched_run_not_the_session(authoring, tmp_pa
         test.write_text("machine.succeed('! pidof sleep')\n")  # at once: the sleep was stopped
         child.expect(r"watch: run 2 passed")
         child.expect("watch: waiting for changes")
-        assert child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=35) == 1
-        test.write_text("machine.succeed('true')\n")
-        child.expect(r"watch: run 3 passed")
         child.kill(signal.SIGINT)
         child.expect(pexpect.EOF)
     assert child.exitstatus == 0

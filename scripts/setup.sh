@@ -22,4 +22,7 @@ python3 -m pip install -q -e '.[test]'
 python3 tests/guests/tiny.py build
 python3 tests/guests/debian.py build
 python3 tests/guests/x11.py build  # the Debian guest with Xorg, lightdm and IceWM (x11.py, ocr.py; two minutes)
-python3 tests/guests/debian_arm64.py build  # the Debian guest for arm64 (multi-arch-test.nix; under three minutes)
+# The Debian guest for arm64 (multi-arch-test.nix; under three minutes; needs binfmt_misc for
+# qemu-user). A machine where it cannot be built still runs every other test: that one test
+# then fails, saying why.
+python3 tests/guests/debian_arm64.py build || echo "setup: the arm64 guest could not be built (see above)" >&2

@@ -104,8 +104,6 @@ class BaseMachine(ABC):
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.shared_dir = self.tmp_dir / "shared-xchg"
         self.shared_dir.mkdir(mode=0o700, exist_ok=True)
-        self.started_at: float | None = None
-        """When (``time.monotonic()``) the machine was last started."""
         self.command_since: float | None = None
         """When the running command started."""
         self.output_tail = OutputTail()
@@ -188,9 +186,6 @@ class BaseMachine(ABC):
                 _probing.depth -= 1
 
     # --- what it is doing now ----------------------------------------------------------
-    def _restarts(self) -> int:
-        return 0
-
     def _command_begins(self, command: str) -> None:
         self.running_command, self.command_since = command, time.monotonic()
         self.output_tail.clear()

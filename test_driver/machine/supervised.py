@@ -57,6 +57,8 @@ class SupervisedMachine(BaseMachine):
         self.lock = threading.Condition()
         """Guards the run state; waiters for a change of it wait on it."""
         self.state = RunState.NOT_STARTED
+        self.started_at: float | None = None
+        """When (``time.monotonic()``) its process last started."""
         self.stopped: MachineStopped | None = None
         """Why the last run ended, if it did: what a later call raises (a crash's until ``start()``)."""
         self.post_mortem: PostMortem | None = None

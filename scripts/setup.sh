@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 packages=(qemu-system-x86 qemu-utils ovmf vde2 busybox-static bash-static socat tesseract-ocr procps
           debootstrap e2fsprogs nix-bin systemd-container iproute2
           qemu-system-arm qemu-user-static  # the arm64 guest: its VM, and its build's arm64 programs
-          chromium)  # chromium: the HTML report tests read the page in a real browser
+          chromium  # chromium: the HTML report tests read the page in a real browser
+          xvfb xdotool tigervnc-viewer)  # nspawn-interactive.nix: a container's display on the host
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,7 +1,9 @@
 """``--config FILE``: the JSON that nixpkgs' driver-configuration.nix writes.
 
     {"vms": {"NAME": {"name": "NAME", "start_script": "/nix/store/...-run-NAME-vm"}, ...},
-     "containers": {...}, "vlans": [1, 2], "global_timeout": 3600,
+     "containers": {"NAME": {"name": ..., "start_script": ...,
+                             "vnc": {"x11vnc": "/nix/store/...", "tigervnc": "/nix/store/..."}}},
+     "vlans": [1, 2], "global_timeout": 3600,
      "enable_ssh_backdoor": false, "test_script": "/nix/store/...-test-script",
      "display_viewers": {...}}
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DriverError
+from .machine.nspawn_display import NspawnVncConfiguration
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,11 @@ class QemuMachineConfiguration(MachineConfiguration):
     """A virtual machine of ``vms``."""
 
 
+@dataclass(frozen=True)
 class NspawnMachineConfiguration(MachineConfiguration):
-    """A container of ``containers``."""
+    """A container of ``containers``; ``vnc`` shows its X display on the host in interactive runs."""
+
+    vnc: NspawnVncConfiguration | None = None
 
 
 @dataclass(frozen=True)
@@ -48,8 +54,8 @@ class DriverConfiguration:
     test_script: Path
 
 
-def _machines(data: dict[str, Any], key: str, path: Path) -> dict[str, str]:
-    """``{name: start_script}`` of the ``vms`` or ``containers`` table."""
+def _machines(data: dict[str, Any], key: str, path: Path) -> dict[str, dict[str, Any]]:
+    """``{name: machine}`` of the ``vms`` or ``containers`` table, each with a start script."""
     table = data.get(key, {})
     if not isinstance(table, dict):
         raise DriverError(f"{path}: {key!r} must be an object of machines, not {table!r}")
@@ -60,8 +66,18 @@ def _machines(data: dict[str, Any], key: str, path: Path) -> dict[str, str]:
         name = machine.get("name", attr)
         if not isinstance(name, str) or not name:
             raise DriverError(f"{path}: {key}.{attr}.name must be a non-empty string")
-        machines[name] = machine["start_script"]
+        machines[name] = machine
     return machines
+
+
+def _vnc(machine: dict[str, Any], where: str) -> NspawnVncConfiguration | None:
+    """A container's ``vnc``: null, or the paths of x11vnc and TigerVNC's viewer."""
+    vnc = machine.get("vnc")
+    if vnc is None:
+        return None
+    if not isinstance(vnc, dict) or not all(isinstance(vnc.get(key), str) for key in ("x11vnc", "tigervnc")):
+        raise DriverError(f"{where}.vnc must be null or {{\"x11vnc\": PATH, \"tigervnc\": PATH}}, not {vnc!r}")
+    return NspawnVncConfiguration(Path(vnc["x11vnc"]), Path(vnc["tigervnc"]))
 
 
 # An ISO 8601 duration, as upstream's pydantic reads a timedelta: P1DT2H, PT1H30M, PT90.5S...
@@ -90,7 +106,10 @@ def _seconds(value: Any, path: Path) -> float:
                       f"duration such as \"PT1H\", not {value!r}")
 
 
-def load_driver_configuration(path: Path) -> DriverConfiguration:
+def load_driver_configuration(file_path: str | Path) -> DriverConfiguration:
+    """Read and check the configuration file (also ``test_driver.driver.load_driver_configuration``,
+    as upstream's, for a script that runs a driver of its own)."""
+    path = Path(file_path)
     try:
         data = json.loads(path.read_text())
     except OSError as exc:
@@ -110,8 +129,10 @@ def load_driver_configuration(path: Path) -> DriverConfiguration:
     if not isinstance(data["test_script"], str):
         raise DriverError(f"{path}: \"test_script\" must be a path")
     return DriverConfiguration(
-        vms={name: QemuMachineConfiguration(name, Path(script)) for name, script in vms.items()},
-        containers={name: NspawnMachineConfiguration(name, Path(script)) for name, script in containers.items()},
+        vms={name: QemuMachineConfiguration(name, Path(vm["start_script"])) for name, vm in vms.items()},
+        containers={name: NspawnMachineConfiguration(name, Path(box["start_script"]),
+                                                     _vnc(box, f"{path}: containers.{name}"))
+                    for name, box in containers.items()},
         vlans=vlans, global_timeout=datetime.timedelta(seconds=_seconds(data.get("global_timeout", 3600), path)),
         enable_ssh_backdoor=bool(data.get("enable_ssh_backdoor", False)),
         test_script=Path(data["test_script"]))

@@ -15,7 +15,8 @@ from types import CodeType
 from typing import Any, Callable, Iterator
 
 from .assertions import AssertionTester, must_raise
-from .config import DriverConfiguration, NspawnMachineConfiguration, QemuMachineConfiguration
+from .config import (DriverConfiguration, NspawnMachineConfiguration, QemuMachineConfiguration,
+                     load_driver_configuration)
 from .debug import Debug
 from .duration import Duration
 from .errors import DriverError, MachineCrashed, MachineError, MachineStopped, UnexpectedShutdown
@@ -24,6 +25,7 @@ from .machine.status import table as status_table
 from .machine import BaseMachine, Machine, MachineDeprecationWrapper, NspawnMachine, PostMortem, QemuMachine, retry
 from .machine.deprecation import alias_warning
 from .machine.nspawn import machine_name_from_start_command
+from .machine.nspawn_display import NspawnVncConfiguration
 from .machine.start_command import StartCommand
 from .global_timer import GlobalTimer
 from .parallel import run_parallel
@@ -37,18 +39,37 @@ from .vlan import VLan
 class Driver:
     """Sets up the machines and VLANs of a test, runs its script, and always cleans up."""
 
-    def __init__(self, start_scripts: list[str], vlans: list[int], tests: str, out_dir: Path,
+    def __init__(self, start_scripts: list[str] | DriverConfiguration = [], vlans: list[int] = [],
+                 tests: str = "", out_dir: Path | None = None,
                  logger: AbstractLogger | None = None, keep_vm_state: bool = False,
                  global_timeout: int | float = 24 * 60 * 60, test_script_path: str = "<testScript>",
                  debug: Debug | None = None, machine_names: list[str] | None = None,
                  container_start_scripts: list[str] = [], container_names: list[str] | None = None,
                  plan: Callable[[str, dict[str, type[BaseMachine]]], Callable[[Driver], None]] | None = None,
-                 enable_ssh_backdoor: bool = False) -> None:
+                 enable_ssh_backdoor: bool = False, *, config: DriverConfiguration | None = None,
+                 keep_machine_state: bool | None = None, interactive: bool = False) -> None:
         """``machine_names``, when given, name the machines of ``start_scripts`` one to one
         (nixpkgs' ``--config`` does); otherwise each name comes from its script's ``run-NAME-vm``.
         Containers likewise: ``container_start_scripts`` (``run-NAME-nspawn``), ``container_names``.
         ``tests`` is Python, unless ``plan`` is given: then ``plan(tests, {name: machine class})``
-        checks it against the machines before anything starts and returns what the script does."""
+        checks it against the machines before anything starts and returns what the script does.
+
+        Or upstream's newest form, ``Driver(config, out_dir, logger, keep_machine_state=...,
+        debug=..., interactive=...)``: machines, VLANs and script from a ``DriverConfiguration``
+        (``load_driver_configuration``); ``interactive`` shows containers' displays (``vnc``)."""
+        if isinstance(start_scripts, DriverConfiguration):  # upstream's positional (config, out_dir, logger)
+            config, start_scripts, out_dir, logger = start_scripts, [], out_dir or vlans, logger or tests  # type: ignore
+        displays: dict[str, NspawnVncConfiguration | None] = {}
+        if config is not None:
+            start_scripts, machine_names = [str(vm.start_script) for vm in config.vms.values()], list(config.vms)
+            container_start_scripts = [str(box.start_script) for box in config.containers.values()]
+            container_names, vlans = list(config.containers), config.vlans
+            tests, test_script_path = config.test_script.read_text(), str(config.test_script)
+            global_timeout, enable_ssh_backdoor = config.global_timeout.total_seconds(), config.enable_ssh_backdoor
+            displays = {name: box.vnc for name, box in config.containers.items() if interactive}
+        if out_dir is None:
+            raise DriverError("Driver needs out_dir, the directory for screenshots and logs")
+        keep_vm_state = keep_vm_state if keep_machine_state is None else keep_machine_state
         self.tests = tests
         self.out_dir = Path(out_dir)
         self.logger = logger or CompositeLogger([TerminalLogger()])
@@ -72,7 +93,7 @@ class Driver:
         """The vsock numbers of the machines' ssh backdoor start after this (``--dump-vsocks``)."""
         self.vlans: list[VLan] = []
         self.timer = GlobalTimer(self.logger, self.describe_activity, self._release_all)
-        self.interactive = False
+        self.interactive = interactive
         """Whether the run is ``--interactive`` (upstream's attribute)."""
         self.code: CodeType | None = None if plan is not None else self._compile(tests)
         self.script_file = ScriptFile.of(test_script_path, tests) if plan is None else None
@@ -101,7 +122,7 @@ class Driver:
             self.planned = plan(tests, kinds)
 
         vlan_numbers = self._vlan_numbers(vlans or [])
-        self.config = DriverConfiguration(
+        self.config = config or DriverConfiguration(
             vms={name: QemuMachineConfiguration(name, Path(command.command))
                  for command, name in zip(commands, machine_names)},
             containers={name: NspawnMachineConfiguration(name, Path(script)) for name, script in containers},
@@ -122,7 +143,8 @@ class Driver:
                 self.vlans = [VLan(nr, self.socket_root, self.logger, self.sandbox.wrap) for nr in vlan_numbers]
             self.machines_qemu = [self._new_machine(command.command, name)
                                   for command, name in zip(commands, machine_names)]
-            self.machines_nspawn = [self._new_container(script, name) for name, script in containers]
+            self.machines_nspawn = [self._new_container(script, name, displays.get(name))
+                                    for name, script in containers]
             self.machines = sorted([*self.machines_qemu, *self.machines_nspawn], key=lambda m: m.name)
         except BaseException:
             self.cleanup()
@@ -142,11 +164,13 @@ class Driver:
                 raise DriverError(str(exc)) from None
         return pairs
 
-    def _new_container(self, start_command: str, name: str) -> NspawnMachine:
+    def _new_container(self, start_command: str, name: str,
+                       vnc: NspawnVncConfiguration | None = None) -> NspawnMachine:
         keep = self.keep_vm_state
         machine = NspawnMachine(out_dir=self.out_dir, tmp_dir=self.tmp_dir, start_command=start_command,
                                 logger=self.logger, name=name, keep_machine_state=keep,
-                                callbacks=[self.check_polling_conditions], state_dir=self._kept_state(name, keep))
+                                callbacks=[self.check_polling_conditions], state_dir=self._kept_state(name, keep),
+                                vnc=vnc)
         machine.crash_listeners.append(self._on_crash)
         machine.sandbox = self.sandbox
         return machine

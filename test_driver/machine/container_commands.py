@@ -90,6 +90,27 @@ class ContainerCommands(SupervisedMachine):
         text = out.decode(errors="replace").replace("\r\n", "\n").replace("\r", "\n")  # text mode, as upstream
         return proc.returncode, text
 
+    def side_command(self, command: str, timeout: float) -> int | None:
+        """Run ``command`` in the ready container for the driver itself, beside the script's
+        commands (from another thread): not logged, not the running command, no polling
+        conditions; output discarded.  Its status, or None if ``timeout`` passed (its process
+        group is then killed)."""
+        with interrupt.held():
+            proc = subprocess.Popen(self._command_argv(command), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={},
+                                    start_new_session=True)
+            with self.lock:
+                self._commands.add(proc)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        finally:
+            kill_group(proc, signal.SIGKILL)
+            proc.wait()
+            with self.lock:
+                self._commands.discard(proc)
+
     def _wait(self, proc: subprocess.Popen[bytes], deadline: Deadline) -> tuple[bytes, bool]:
         """The command's stdout once it is closed and the command has exited, and whether
         the deadline passed first; then the command's process group is stopped: SIGTERM,

@@ -20,6 +20,9 @@ Commands run as upstream's: ``nsenter`` into the leader's namespaces (no agent i
 ``/bin/sh -c 'set -eo pipefail; export USER=root HOME=/root DISPLAY=:0.0; source
 /etc/profile; set -u; CMD'`` with an empty environment, the driver's stdin, stdout
 captured; stderr is logged as the machine's serial output.
+
+With a ``vnc`` configuration (the driver's interactive mode), the container's X display
+is shown on the host while it runs (``nspawn_display.py``).
 """
 
 from __future__ import annotations
@@ -40,10 +43,12 @@ from ..deadline import Deadline, Duration, wait_for
 from ..errors import MachineError, MachineStopped, NotForContainers, WaitTimeout
 from ..logger import AbstractLogger
 from .container_commands import ContainerCommands, kill_group
+from .nspawn_display import ContainerDisplay, NspawnVncConfiguration
 from .supervised import RunState, SupervisedMachine
 from .post_mortem import PostMortem
 from ..sandbox import Sandbox, host_pid
 from .supervisor import Channel, Exit, Supervisor
+from .x11 import X11
 
 BOOT_LINE = re.compile(r"Welcome to |Startup finished|Reached target")
 """A console line saying the container's init runs (for start scripts that do not notify)."""
@@ -67,17 +72,21 @@ def machine_name_from_start_command(start_command: str) -> str:
     return match[1]
 
 
-class NspawnMachine(ContainerCommands, SupervisedMachine):
+class NspawnMachine(ContainerCommands, X11, SupervisedMachine):
     """A systemd-nspawn container started from a NixOS-style start script."""
 
     KIND = "container"
 
     def __init__(self, out_dir: Path, tmp_dir: Path, start_command: str, logger: AbstractLogger,
                  name: str | None = None, keep_machine_state: bool = False,
-                 callbacks: list[Callable[[], None]] | None = None, state_dir: Path | None = None) -> None:
+                 callbacks: list[Callable[[], None]] | None = None, state_dir: Path | None = None,
+                 vnc: NspawnVncConfiguration | None = None) -> None:
         super().__init__(out_dir, name or machine_name_from_start_command(start_command), logger, tmp_dir,
                          callbacks, keep_machine_state, state_dir)
         self.start_command = start_command
+        self.vnc = vnc
+        """Where x11vnc and TigerVNC's viewer are, to show the X display on the host (interactive runs)."""
+        self._display: ContainerDisplay | None = None
         self.supervisor: Supervisor | None = None
         self.nspawn_pid: int | None = None  # systemd-nspawn, as the start script printed it
         self.init_pid: int | None = None  # the container's PID 1 (the leader)
@@ -157,6 +166,9 @@ class NspawnMachine(ContainerCommands, SupervisedMachine):
         with self.lock:
             self._become(RunState.BOOTING)
         self.log(f"systemd-nspawn running (pid {self.pid})")
+        if self.vnc is not None:
+            self._display = ContainerDisplay(self, self.vnc)
+            self._display.start()
 
     def _drain_notify_socket(self, sock: socket.socket, closing: threading.Event) -> None:
         """Read the notify socket for the container's whole life (as upstream: systemd-nspawn
@@ -205,6 +217,10 @@ class NspawnMachine(ContainerCommands, SupervisedMachine):
         notify socket.  Raises at once if the container ends, ``WaitTimeout`` (with the
         last console lines) after ``timeout`` seconds."""
         self.start()
+        self.await_ready(timeout)
+
+    def await_ready(self, timeout: Duration | None) -> None:
+        """``connect`` without starting the container: raises if it is not running."""
         if self.connected:
             return
         deadline = Deadline(timeout)
@@ -218,8 +234,9 @@ class NspawnMachine(ContainerCommands, SupervisedMachine):
                 if notified:  # the socket works after all, its first message was late: wait for READY=1
                     self._wait_ready(deadline)
             with self.lock:
-                if self.state is RunState.BOOTING:
-                    self._become(RunState.READY)
+                if self.state is not RunState.BOOTING:
+                    return  # (another thread saw it ready first)
+                self._become(RunState.READY)
         self.log(f"container init is pid {self.init_pid}")
 
     def _wait_ready(self, deadline: Deadline) -> str:
@@ -394,6 +411,8 @@ class NspawnMachine(ContainerCommands, SupervisedMachine):
         self._end_run(ending, cause, post_mortem)
 
     def _run_ended(self, stopped: MachineStopped) -> None:
+        if self._display is not None:
+            self._display.stop()
         with self.lock:
             self.init_pid = None
             commands = list(self._commands)
@@ -435,6 +454,8 @@ class NspawnMachine(ContainerCommands, SupervisedMachine):
         if self.supervisor is None:
             self._remove_notify_dir()
             return
+        if self._display is not None:
+            self._display.stop()
         with self.lock:
             self.expect_exit = True
         if self.booted:

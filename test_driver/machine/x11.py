@@ -1,6 +1,6 @@
 """X11 in a machine, as upstream reads it: through commands (``journalctl``, ``xwininfo``).
 
-A mixin of ``QemuMachine``.
+A mixin of ``QemuMachine`` and ``NspawnMachine``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,14 @@ from .base import TIMED_OUT, BaseMachine, probe_timeout
 # (as upstream's: `\"` is a quote for sed, and the bracket also leaves out backslashes)
 SED_WINDOW_NAMES = r"""'s/.*0x[0-9a-f]* \"\([^\"]*\)\".*/\1/; t; d'"""
 
+# What wait_for_x waits for: systemd reached the graphical session target, and X0's socket.
+# (grep reads the whole journal: `grep -q` would stop at the match and leave journalctl
+# failing on a closed pipe, a failed probe under pipefail)
+GRAPHICAL_REACHED = 'journalctl -b SYSLOG_IDENTIFIER=systemd | grep "Reached target Current graphical"'
+X0_EXISTS = "[ -e /tmp/.X11-unix/X0 ]"
+X_RUNS = f"{GRAPHICAL_REACHED} >/dev/null && {X0_EXISTS}"
+"""Both, as one command."""
+
 
 class X11(BaseMachine):
     """The X server and its windows."""
@@ -23,12 +31,10 @@ class X11(BaseMachine):
     def wait_for_x(self, timeout: Duration = FIFTEEN_MINUTES) -> None:
         """Wait until the X server runs (systemd reached the graphical target, X0 socket exists)."""
         warn_if_number(timeout, "wait_for_x")
-        # Two commands, as upstream's; grep reads the whole journal (`grep -q` would stop at the
-        # match and leave journalctl failing on a closed pipe, a failed probe under pipefail).
-        def x_runs(remaining: float | None) -> bool:
-            return (self.execute('journalctl -b SYSLOG_IDENTIFIER=systemd | grep "Reached target Current graphical"',
-                                 timeout=probe_timeout(remaining))[0] == 0
-                    and self.execute("[ -e /tmp/.X11-unix/X0 ]", timeout=probe_timeout(remaining))[0] == 0)
+
+        def x_runs(remaining: float | None) -> bool:  # two commands, as upstream's
+            return (self.execute(GRAPHICAL_REACHED, timeout=probe_timeout(remaining))[0] == 0
+                    and self.execute(X0_EXISTS, timeout=probe_timeout(remaining))[0] == 0)
 
         with self.nested("waiting for the X11 server"):
             self._poll_until(x_runs, timeout, "the X11 server",

@@ -64,12 +64,13 @@ def nixos_test(tmp_path: Path, tiny_guest: tiny.Guest, request: pytest.FixtureRe
                 import x11
 
                 scripts.append(str(x11.write_start_script(tmp_path, name, request.getfixturevalue("x11_guest"))))
-            elif node.kind == "container":
+            elif node.kind in ("container", "x11-container"):
                 import nspawn
 
-                guest = request.getfixturevalue("debian_guest")
+                x11 = node.kind == "x11-container"  # the X11 guest's tree, X under Xvfb
+                guest = request.getfixturevalue("x11_guest" if x11 else "debian_guest")
                 containers.append(str(nspawn.write_start_script(tmp_path, name, guest, vlans=node.vlans,
-                                                                hosts=node.hosts)))
+                                                                hosts=node.hosts, x11=x11)))
             else:
                 raise ValueError(f"unknown node kind {node.kind!r}")
         test = tmp_path / "testScript.py"

@@ -10,8 +10,9 @@ scripts named ``run-NODE-vm``, the script from a file, the exit status and the l
 ``nixos_test(script, nodes)`` runs one.  A node is ``Node("tiny")`` (the busybox/bash
 initramfs guest: seconds to boot, no systemd), ``Node("debian")`` (the debootstrap'ed
 systemd guest), ``Node("debian-arm64")`` (that guest for aarch64, tests/guests/debian_arm64.py),
-``Node("container")`` (the Debian tree under systemd-nspawn) or ``Node("x11")`` (the Debian guest
-with an X session, tests/guests/x11.py); ``append``
+``Node("container")`` (the Debian tree under systemd-nspawn), ``Node("x11")`` (the Debian guest
+with an X session, tests/guests/x11.py) or ``Node("x11-container")`` (that guest's tree under
+systemd-nspawn, its X server Xvfb); ``append``
 adds kernel parameters, for the Debian guest's optional parts (``systemd.wants=UNIT``).
 """
 

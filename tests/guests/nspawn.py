@@ -42,7 +42,7 @@ state=${{RUN_NSPAWN_ROOT_DIR:?RUN_NSPAWN_ROOT_DIR must be set}}
 shared=${{RUN_NSPAWN_SHARED_DIR:?RUN_NSPAWN_SHARED_DIR must be set}}
 {unset_notify}mkdir -p "$state/lower" "$state/upper/usr/bin" "$state/work" "$state/root"
 ln -sfn bash "$state/upper/usr/bin/sh"
-exec unshare --mount --propagation private /bin/sh -euc '
+{extra}exec unshare --mount --propagation private /bin/sh -euc '
   mount -o loop,ro "$1" "$2/lower"
   mount -t overlay overlay -o "lowerdir=$2/lower,upperdir=$2/upper,workdir=$2/work" "$2/root"
 {launch}' run-{name}-nspawn {image} "$state" {name} "$shared"
@@ -94,13 +94,19 @@ def build() -> debian.DebianGuest:
     return debian.build()
 
 
+# The X11 guest's tree as a container (x11.py): lightdm's X server is Xvfb there.
+X11_SETUP = """mkdir -p "$state/upper/etc/lightdm/lightdm.conf.d"
+ln -sfn /usr/local/share/td/lightdm-container.conf "$state/upper/etc/lightdm/lightdm.conf.d/60-td-container.conf"
+"""
+
+
 def write_start_script(directory: Path, name: str, guest: debian.DebianGuest | None = None,
                        notify_ready: bool = True, notify_socket: bool = True,
                        vlans: dict[int, int] | None = None, hosts: dict[str, str] | None = None,
-                       **_options: object) -> Path:
+                       x11: bool = False, **_options: object) -> Path:
     """Write DIRECTORY/run-NAME-nspawn starting the container guest (options: see above;
     ``vlans``: VLAN -> this container's number N on it, 192.168.VLAN.N on interface vlVLAN;
-    ``hosts``: its /etc/hosts)."""
+    ``hosts``: its /etc/hosts; ``x11``: ``guest`` is the X11 guest, whose X server is Xvfb then)."""
     guest = guest or build()
     path = Path(directory) / f"run-{name}-nspawn"
     notify = "--notify-ready=yes " if notify_ready else ""
@@ -114,7 +120,7 @@ def write_start_script(directory: Path, name: str, guest: debian.DebianGuest | N
     else:
         launch = LAUNCH_PRIVATE.format(notify_ready=notify)
     return tiny.write_executable(path, START_SCRIPT.format(
-        name=name, image=guest.image, launch=launch,
+        name=name, image=guest.image, launch=launch, extra=X11_SETUP if x11 else "",
         unset_notify="" if notify_socket else "unset NOTIFY_SOCKET\n"))
 
 

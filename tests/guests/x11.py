@@ -40,7 +40,8 @@ import debian  # noqa: E402
 import tiny  # noqa: E402
 
 PACKAGES = debian.PACKAGES + ["xserver-xorg-core", "lightdm", "icewm", "xterm",
-                              "x11-utils", "xfonts-base", "xauth", "dbus-user-session"]
+                              "x11-utils", "xfonts-base", "xauth", "dbus-user-session",
+                              "xvfb", "x11vnc"]  # (the last two: the tree as a container, nspawn_x11.py)
 IMAGE_SIZE = "2G"
 
 XORG_CONF = """# No GPU under QEMU: the modesetting driver on bochs' KMS device, drawing in software.
@@ -83,6 +84,11 @@ SESSION = """#!/bin/sh
 # The session wrapper of NixOS's display managers, in short (in place of Debian's Xsession):
 # the user manager learns the display and reaches graphical-session.target (through a target
 # bound to it, which may be started by hand), then the session's command (the window manager).
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+  # logind made no session (in a container the seat has no VT for it): root's user manager by hand
+  systemctl start user@0.service
+  export XDG_RUNTIME_DIR=/run/user/0 DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/0/bus
+fi
 systemctl --user import-environment DISPLAY XAUTHORITY
 systemctl --user start td-graphical-session.target
 exec "$@"
@@ -94,6 +100,23 @@ BindsTo=graphical-session.target
 """
 
 STATUS_FORMAT = "[Manager]\nStatusUnitFormat=description\n"
+
+CONTAINER_LIGHTDM_CONF = """# The same session in a container (nspawn_x11.py links this in): no GPU, no VT, a seat
+# that logind does not call graphical; the X server is Xvfb.
+[LightDM]
+logind-check-graphical=false
+[Seat:*]
+xserver-command=/usr/local/bin/td-xvfb
+"""
+
+XVFB = """#!/bin/sh
+# lightdm's X server in a container: Xvfb, given lightdm's arguments but the VT ones.
+for arg; do
+  shift
+  case $arg in vt[0-9]*|-novtswitch) ;; *) set -- "$@" "$arg" ;; esac
+done
+exec Xvfb -screen 0 1024x768x24 "$@"
+"""
 
 
 def customize(root: Path) -> None:
@@ -118,6 +141,9 @@ def customize(root: Path) -> None:
     (user_units / "td-graphical-session.target").write_text(FAKE_TARGET)
     (root / "etc/systemd/user.conf.d").mkdir(parents=True, exist_ok=True)
     (root / "etc/systemd/user.conf.d/td-status.conf").write_text(STATUS_FORMAT)
+    (root / "usr/local/share/td").mkdir(parents=True, exist_ok=True)
+    (root / "usr/local/share/td/lightdm-container.conf").write_text(CONTAINER_LIGHTDM_CONF)
+    tiny.write_executable(root / "usr/local/bin/td-xvfb", XVFB)
     units = root / "etc/systemd/system"
     link = units / "display-manager.service"
     link.unlink(missing_ok=True)

@@ -24,6 +24,10 @@ measured in the same run on the same guest and QEMU flags:
   report      the HTML report of a run of 10,000 commands: page size, rendering time and
               Chromium's load time (headless --dump-dom); its cost as a share of a run of as many
               succeed("true"): the JSON events of each (timed in-process), plus rendering
+  machines    what a machine costs against upstream's QEMU arguments: QEMU CPU seconds to the
+              greeting, the helpers' installation, QEMU CPU per command; N VMs (the largest of
+              --machines) together until all answered, wall time and QEMU CPU per machine
+              (benchmarks/machines.py)
   watch       --watch on the Debian guest: from saving an edit to its verdict line, the script's
               own time and the loop's overhead  vs  a fresh run of the same script (boot included)
 """
@@ -36,7 +40,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,81 +60,15 @@ from test_driver.errors import MachineCrashed  # noqa: E402
 from test_driver.machine import QemuMachine  # noqa: E402
 from test_driver.html_report import write_report  # noqa: E402
 from test_driver.logger import CompositeLogger, JSONLogger, TerminalLogger  # noqa: E402
-from test_driver.machine.start_command import Sockets, StartCommand, shell_socketpair  # noqa: E402
-from test_driver.machine.supervisor import die_with_parent  # noqa: E402
 from test_driver.machine.ocr import BASELINE, VARIANTS, text_variants  # noqa: E402
+from machines import machines_section  # noqa: E402
+from raw_guest import RawGuest  # noqa: E402
 from watch_loop import watch_section  # noqa: E402
 
 
 def quiet_logger() -> CompositeLogger:
     """The real terminal logger, writing into memory (logging cost stays in the figures)."""
     return CompositeLogger([TerminalLogger(io.StringIO(), colour=False)])
-
-
-class RawGuest:
-    """The guest started by hand with the driver's QEMU arguments: no driver involved."""
-
-    def __init__(self, script: Path, workdir: Path) -> None:
-        self.dir = Path(tempfile.mkdtemp(dir=workdir))
-        (self.dir / "shared").mkdir()
-        sockets = Sockets.inside(self.dir)
-        listeners = []
-        for path in (sockets.qmp, sockets.monitor):
-            s = socket.socket(socket.AF_UNIX)
-            s.bind(str(path))
-            s.listen(1)
-            listeners.append(s)
-        self.shell, qemus_shell = shell_socketpair()
-        argv = StartCommand(str(script)).argv(sockets, qemus_shell.fileno())
-        env = StartCommand.environment(self.dir, self.dir / "shared")
-        self.start = time.monotonic()
-        self.proc = subprocess.Popen(argv, env=env, cwd=self.dir, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, preexec_fn=die_with_parent,
-                                     pass_fds=(qemus_shell.fileno(),))
-        qemus_shell.close()
-        self.others = [listener.accept()[0] for listener in listeners]
-        for listener in listeners:
-            listener.close()
-        self.buf = b""
-
-    def read_until(self, pattern: bytes) -> bytes:
-        """Read up to ``pattern``; return what came before it (searching new bytes only)."""
-        buf = bytearray(self.buf)
-        start = 0
-        while (at := buf.find(pattern, start)) < 0:
-            start = max(0, len(buf) - len(pattern) + 1)
-            data = self.shell.recv(1 << 16)
-            if not data:
-                raise EOFError("guest closed the shell")
-            buf += data
-        self.buf = bytes(buf[at + len(pattern):])
-        return bytes(buf[:at])
-
-    def wait_greeting(self) -> float:
-        self.read_until(b"Spawning backdoor root shell...\n")
-        return time.monotonic() - self.start
-
-    def roundtrip(self, line: bytes, until: bytes) -> float:
-        tic = time.monotonic()
-        self.shell.sendall(line)
-        self.read_until(until)
-        return time.monotonic() - tic
-
-    def upstream_succeed_true(self) -> float:
-        """What upstream's execute() sends for succeed("true"): output, then status."""
-        tic = time.monotonic()
-        self.shell.sendall(b"bash -c 'set -euo pipefail; true' | (base64 -w 0; echo)\n")
-        self.read_until(b"\n")
-        self.shell.sendall(b"echo ${PIPESTATUS[0]}\n")
-        self.read_until(b"\n")
-        return time.monotonic() - tic
-
-    def close(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        for s in (self.shell, *self.others):
-            s.close()
 
 
 OCR_SCREENS = [
@@ -462,6 +399,8 @@ def main() -> None:
             "start_all": lambda: bench.start_all(args.machines), "throughput": bench.throughput,
             "container": bench.container, "parallel": bench.parallel, "ocr": bench.ocr, "idle": lambda: bench.idle(args.idle_seconds),
             "report": lambda: report_section(bench),
+            "machines": lambda: machines_section(bench.script, Path(work), bench.driver, args.runs,
+                                                 max(args.machines), args.calls, stats, bench.results),
             "watch": lambda: watch_section(Path(work), args.runs, args.edits, stats, bench.results,
                                            args.watch_guest)}
         for name, run in sections.items():

@@ -13,7 +13,7 @@ from typing import Callable
 from .deadline import Deadline
 from .errors import DriverError
 from .logger import AbstractLogger
-from .machine.supervisor import die_with_parent
+from .machine.supervisor import die_with_parent, end_process
 
 
 class VLan:
@@ -95,22 +95,11 @@ class VLan:
             if os.environ.get(name) == self.env[name]:
                 del os.environ[name]
         if self.plug is not None:
-            _end(self.plug)
+            end_process(self.plug)
         if self.process.poll() is None:
             self.logger.info(f"kill vlan (pid {self.pid})")
-            _end(self.process)
+            end_process(self.process)
         for stream in (self.process.stdin, self.process.stdout):
             if stream is not None:
                 stream.close()
         shutil.rmtree(self.socket_dir, ignore_errors=True)
-
-
-def _end(process: subprocess.Popen[bytes]) -> None:
-    """Terminate ``process`` (SIGKILL after 5 s) and reap it."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

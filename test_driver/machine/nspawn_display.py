@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from .supervisor import die_with_parent
+from .supervisor import die_with_parent, end_process
 from .x11 import X_RUNS
 
 if TYPE_CHECKING:
@@ -157,13 +157,7 @@ class ContainerDisplay:
             if viewer.poll() is not None and not self.stopping.is_set():
                 self.machine.log(f"VNC viewer exited (status {viewer.returncode})")
         finally:
-            if viewer.poll() is None:
-                viewer.terminate()
-                try:
-                    viewer.wait(5)
-                except subprocess.TimeoutExpired:
-                    viewer.kill()
-                    viewer.wait()
+            end_process(viewer)
 
     def _stop_server(self) -> None:
         if self.machine.booted and self.machine.side_command(f"systemctl stop {UNIT}.service", 10) is None:

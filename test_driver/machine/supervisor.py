@@ -40,6 +40,17 @@ def die_with_parent_by(sig: int) -> Callable[[], None]:
     return preexec
 
 
+def end_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a helper process (SIGKILL after 5 s) and reap it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class SupervisorStuck(RuntimeError):
     """The supervisor thread did not finish after its process was killed."""
 

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.serial  # (it times the machine)
+
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
 
 FIGURES = {
@@ -24,6 +28,12 @@ FIGURES = {
     "idle": {"cpu_s_per_vm_minute", "peak_rss_MB"},
     "report": {"succeed_true_ms", "page_MB_10k_commands", "render_s_10k_commands", "chromium_load_s_10k_commands",
                "events_ms_per_command", "overhead_percent"},
+    "machines": {"greeting_qemu_cpu_s_upstream_args", "greeting_qemu_cpu_s_driver_args",
+                 "greeting_cpu_driver_vs_upstream", "helper_install_ms", "helper_install_qemu_cpu_ms",
+                 "upstream_succeed_true_ms", "command_qemu_cpu_ms_upstream", "command_qemu_cpu_ms_driver",
+                 "2_vms_s_upstream_args", "2_vms_s_driver", "2_vms_driver_vs_upstream",
+                 "2_vms_qemu_cpu_s_per_machine_upstream", "2_vms_qemu_cpu_s_per_machine_driver",
+                 "2_vms_cpu_driver_vs_upstream"},
     "watch": {"save_to_verdict_s", "scripts_own_s", "loop_overhead_s", "fresh_run_s", "fresh_vs_watch"},
 }
 

@@ -9,7 +9,7 @@ setup(
     package_data={"test_driver": ["py.typed", "templates/*.j2"]},
     python_requires=">=3.10",
     install_requires=["ipython", "ptpython", "colorama", "jinja2", "junit-xml", "pillow", "pytest-testinfra", "remote-pdb", "watchdog"],
-    extras_require={"test": ["pytest", "mypy", "pexpect", "coverage", "numpy"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "mypy", "pexpect", "coverage", "numpy"]},
     entry_points={
         "console_scripts": [
             "nixos-test-driver=test_driver:main",

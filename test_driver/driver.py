@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 from .assertions import AssertionTester, must_raise
 from .config import (DriverConfiguration, NspawnMachineConfiguration, QemuMachineConfiguration,
-                     load_driver_configuration)
+                     load_driver_configuration)  # noqa: F401 (test_driver.driver has it, as upstream)
 from .debug import Debug
 from .duration import Duration
 from .errors import DriverError, MachineCrashed, MachineError, MachineStopped, UnexpectedShutdown

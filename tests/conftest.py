@@ -1,5 +1,11 @@
-"""What every test folder shares: the guest builders on sys.path, and a private TMPDIR
-whose run must leave no process behind."""
+"""What every test folder shares: the guest builders on sys.path, a private TMPDIR whose run
+must leave no process behind, and the ``serial`` mark.
+
+``scripts/test`` runs the suite in two phases: first every test not marked ``serial``, two
+modules at a time (pytest-xdist, ``--dist loadfile``: a module's fixtures stay on one worker),
+as many drivers share a builder; then the ``serial`` ones alone.  A module is ``serial`` when
+it looks at the whole host (processes by name, links, network namespaces, mounts) or times
+the machine (the benchmark)."""
 
 from __future__ import annotations
 
@@ -15,6 +21,10 @@ sys.path.insert(0, str(Path(__file__).parent / "guests"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest_shared import wait_no_processes  # noqa: E402  (found through the line above)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "serial: looks at the whole host: runs with no other test beside it")
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ import tiny
 from conftest_shared import Leftovers
 from e2e_support import spawned, wait_no_processes
 
+pytestmark = pytest.mark.serial  # (the kernel-wide leftover check)
+
 PROMPT = r"In \["
 
 # Each run appends "LABEL BOOT-ID" to $RUNS on the host: which text ran, on which boot.

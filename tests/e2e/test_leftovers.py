@@ -20,7 +20,8 @@ import tiny
 
 from conftest_shared import Leftovers
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="systemd-nspawn needs root")
+pytestmark = [pytest.mark.serial,  # (the kernel-wide leftover check)
+              pytest.mark.skipif(os.geteuid() != 0, reason="systemd-nspawn needs root")]
 
 READY = "READY-FOR-THE-END"
 ENDINGS = {

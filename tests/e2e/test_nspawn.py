@@ -21,7 +21,8 @@ from test_driver.driver import Driver
 from test_driver.errors import MachineCrashed, MachineError, RequestedAssertionFailed, WaitTimeout
 from test_driver.machine import NspawnMachine
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="systemd-nspawn needs root")
+pytestmark = [pytest.mark.serial,  # (the kernel-wide leftover check)
+              pytest.mark.skipif(os.geteuid() != 0, reason="systemd-nspawn needs root")]
 
 
 def leftovers(private_tmp: Path) -> list[str]:

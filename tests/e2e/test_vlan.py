@@ -13,6 +13,8 @@ import tiny
 
 from test_driver.driver import Driver
 
+pytestmark = pytest.mark.serial  # (counts every vde_switch of the host)
+
 # name -> {vlan: host number}: a, b on VLAN 1; c on VLAN 2; r on both (a router).
 LAYOUT = {"a": {1: 1}, "b": {1: 2}, "c": {2: 4}, "r": {1: 3, 2: 3}}
 HOSTS = {name: f"192.168.{vlan}.{n}" for name, vlans in LAYOUT.items() for vlan, n in sorted(vlans.items())[:1]}

@@ -94,11 +94,14 @@ exec {__td_fd}>&1  # hvc0, for the exit notices written from inside command subs
 # A command's stdin: hvc1, a console port the driver adds and never writes to (a terminal that
 # never delivers data nor EOF); /dev/null on a guest without it.
 # Opened once (an open of a console costs more than the dup each command makes of it).
-if [[ -c /dev/hvc1 ]]; then exec {__td_in}</dev/hvc1; else exec {__td_in}</dev/null; fi
-# A pipe that never has data, opened read-write (never EOF): `read -t` on it sleeps without
-# a fork.  Made by a coproc, not <(:), which needs /dev/fd; the coproc waits until it is open.
-coproc __td_pipe { read -r; }
-exec {__td_idle}<>"/proc/$$/fd/${__td_pipe[0]}"; exec {__td_pipe[1]}>&-; wait $__td_pipe_PID
+# __td_idle: an fd that never has data nor EOF, so that `read -t` on it sleeps without a fork:
+# hvc1 again; without it a pipe opened read-write, made by a coproc (not <(:), which needs
+# /dev/fd; the coproc waits until it is open), which costs a fork at install.
+if [[ -c /dev/hvc1 ]]; then exec {__td_in}</dev/hvc1 {__td_idle}</dev/hvc1
+else
+  exec {__td_in}</dev/null; coproc __td_pipe { read -r; }
+  exec {__td_idle}<>"/proc/$$/fd/${__td_pipe[0]}"; exec {__td_pipe[1]}>&-; wait $__td_pipe_PID
+fi
 # __td_drain LAST [ADOPTED]: the command's shell exits: wait while a process it started holds its
 # stdout: one of its tree (if it started a job since $! was LAST; else no child is left), or one
 # init adopted since its children were ADOPTED (a process that left the tree: a double fork) and
@@ -264,6 +267,28 @@ __td_bg() {  # command $1 whose output nobody reads: to /dev/null, no frames, th
 }
 """
 
+
+
+def compact(script: str) -> str:
+    """``script`` without its comment lines, indentation and end-of-line comments: the guest's
+    bash reads its input a byte at a time (one read(2) each, dear under TCG), so what it is
+    sent is kept short.  An end-of-line comment is two spaces, ``# `` and text, after code
+    whose quotes are all closed."""
+    lines = []
+    for line in script.splitlines():
+        code = line.strip()
+        if not code or code.startswith("#"):
+            continue
+        at = code.find("  # ")
+        if at > 0 and code[:at].count("'") % 2 == 0 and code[:at].count('"') % 2 == 0:
+            code = code[:at].rstrip()
+        lines.append(code)
+    return "\n".join(lines)
+
+
+SENT_HELPERS = compact(HELPERS)
+"""What the driver sends at connect."""
+
 # Commands that get a bash of their own (one fork and exec more), as upstream's `bash -c`; the
 # others are eval'd in a subshell.  `$$` is the command's own shell there; a command that execs
 # or sets traps would replace the subshell or the EXIT trap that marks the end of its output.
@@ -308,7 +333,7 @@ class Backdoor:
         nonce = secrets.token_hex(8)
         self.issued[nonce] = time.monotonic()
         # the status says where replies come: 1 on the reply port, 0 on hvc0
-        self.send(f"{HELPERS}\nprintf 'TD1 %s %d 0\\n\\0' {nonce} ${{__td_out:+1}}\n".encode())
+        self.send(f"{SENT_HELPERS}\nprintf 'TD1 %s %d 0\\n\\0' {nonce} ${{__td_out:+1}}\n".encode())
         self.port = False
         self.port = self.reply(nonce, deadline)[0] == 1 and self.replies is not None
 

@@ -16,7 +16,7 @@ import pytest
 
 from test_driver.deadline import Deadline
 from test_driver.errors import BackdoorError, WaitTimeout
-from test_driver.protocol.backdoor import Backdoor, ansi_c_quote
+from test_driver.protocol.backdoor import HELPERS, SENT_HELPERS, Backdoor, ansi_c_quote
 from test_driver.protocol.stream import Stream, StreamEOF
 
 
@@ -344,3 +344,18 @@ def test_a_port_reply_cut_by_the_port_closing_is_its_own_outcome():
     replies.feed(b"whole\n\0TD2 dd44 0\n")
     replies.feed_eof()
     assert backdoor.reply("dd44", Deadline(5)) == (0, b"whole\n")
+
+
+def test_what_is_sent_at_connect_defines_the_very_functions_of_the_helpers():
+    """The helpers go out without comments and indentation (the guest's bash reads them a
+    byte at a time): bash's own listing of the functions they define is the same."""
+    def functions(text: str) -> str:
+        done = subprocess.run(["bash", "--norc", "-c", f"{text}\ndeclare -f"], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert functions(SENT_HELPERS) == functions(HELPERS)
+    assert "__td_drain ()" in functions(SENT_HELPERS)
+    assert len(SENT_HELPERS) < 0.65 * len(HELPERS)
+

@@ -24,11 +24,11 @@ from .logger import AbstractLogger, CompositeLogger, TerminalLogger
 from .machine.status import table as status_table
 from .machine import BaseMachine, Machine, MachineDeprecationWrapper, NspawnMachine, PostMortem, QemuMachine, retry
 from .machine.deprecation import alias_warning
-from .machine.nspawn import machine_name_from_start_command
 from .machine.nspawn_display import NspawnVncConfiguration
 from .machine.start_command import StartCommand
 from .global_timer import GlobalTimer
 from .parallel import run_parallel
+from . import roster
 from .polling_condition import ConditionScope, PollingCondition, polling_interval
 from .sandbox import Sandbox
 from .script_file import ScriptFile
@@ -101,31 +101,18 @@ class Driver:
         self.planned: Callable[[Driver], None] | None = None
         """What ``test_script`` runs instead of Python: the plan made of a steps document."""
 
-        commands = [StartCommand(script) for script in start_scripts or []]
-        if machine_names is not None and len(machine_names) != len(commands):
-            raise DriverError(f"{len(machine_names)} machine names for {len(commands)} start scripts")
-        machine_names = machine_names or [command.machine_name for command in commands]
-        names: dict[str, str] = {}
-        for command, name in zip(commands, machine_names):
-            command.validate()
-            if name in names:
-                raise DriverError(f"two start scripts for machine {name!r}: {names[name]} and {command.command}")
-            names[name] = command.command
-        containers = self._containers(container_start_scripts, container_names)
-        for name, script in containers:
-            if name in names:
-                raise DriverError(f"two start scripts for machine {name!r}: {names[name]} and {script}")
-            names[name] = script
+        vms = roster.virtual_machines(start_scripts or [], machine_names)
+        boxes = roster.containers(container_start_scripts, container_names)
+        roster.check_names([(name, command.command) for name, command in vms] + boxes)
         if plan is not None:  # a steps document, checked against the machines before any starts
-            kinds: dict[str, type[BaseMachine]] = {name: QemuMachine for name in machine_names}
-            kinds.update({name: NspawnMachine for name, _ in containers})
+            kinds: dict[str, type[BaseMachine]] = {name: QemuMachine for name, _ in vms}
+            kinds.update({name: NspawnMachine for name, _ in boxes})
             self.planned = plan(tests, kinds)
 
-        vlan_numbers = self._vlan_numbers(vlans or [])
+        vlan_numbers = roster.vlan_numbers(vlans or [])
         self.config = config or DriverConfiguration(
-            vms={name: QemuMachineConfiguration(name, Path(command.command))
-                 for command, name in zip(commands, machine_names)},
-            containers={name: NspawnMachineConfiguration(name, Path(script)) for name, script in containers},
+            vms={name: QemuMachineConfiguration(name, Path(command.command)) for name, command in vms},
+            containers={name: NspawnMachineConfiguration(name, Path(script)) for name, script in boxes},
             vlans=vlan_numbers, global_timeout=datetime.timedelta(seconds=global_timeout),
             enable_ssh_backdoor=enable_ssh_backdoor, test_script=Path(test_script_path))
         """The run's configuration in upstream's shape (``driver.config``), whatever the CLI generation."""
@@ -138,31 +125,15 @@ class Driver:
             self.socket_root = Path(tempfile.mkdtemp(prefix="td-", dir="/tmp"))
         self.sandbox = Sandbox(sorted({self.tmp_dir, self.socket_root}), self.logger)
         try:
-            self.sandbox.start(isolated=bool(containers))
+            self.sandbox.start(isolated=bool(boxes))
             with self.logger.nested("start all VLans"):
                 self.vlans = [VLan(nr, self.socket_root, self.logger, self.sandbox.wrap) for nr in vlan_numbers]
-            self.machines_qemu = [self._new_machine(command.command, name)
-                                  for command, name in zip(commands, machine_names)]
-            self.machines_nspawn = [self._new_container(script, name, displays.get(name))
-                                    for name, script in containers]
+            self.machines_qemu = [self._new_machine(command.command, name) for name, command in vms]
+            self.machines_nspawn = [self._new_container(script, name, displays.get(name)) for name, script in boxes]
             self.machines = sorted([*self.machines_qemu, *self.machines_nspawn], key=lambda m: m.name)
         except BaseException:
             self.cleanup()
             raise
-
-    @staticmethod
-    def _containers(scripts: list[str], names: list[str] | None) -> list[tuple[str, str]]:
-        if names is not None and len(names) != len(scripts):
-            raise DriverError(f"{len(names)} container names for {len(scripts)} container start scripts")
-        pairs = []
-        for i, script in enumerate(scripts):
-            if not (os.path.isfile(script) and os.access(script, os.X_OK)):
-                raise DriverError(f"container start script {script!r} is not an executable file")
-            try:
-                pairs.append((names[i] if names else machine_name_from_start_command(script), script))
-            except MachineError as exc:
-                raise DriverError(str(exc)) from None
-        return pairs
 
     def _new_container(self, start_command: str, name: str,
                        vnc: NspawnVncConfiguration | None = None) -> NspawnMachine:
@@ -174,20 +145,6 @@ class Driver:
         machine.crash_listeners.append(self._on_crash)
         machine.sandbox = self.sandbox
         return machine
-
-    @staticmethod
-    def _vlan_numbers(vlans: list[int] | list[str]) -> list[int]:
-        """The VLAN numbers as given, each once (as upstream's configuration lists them)."""
-        numbers: dict[int, None] = {}
-        for vlan in vlans:
-            try:
-                number = int(vlan)
-            except (TypeError, ValueError):
-                number = -1
-            if not 0 <= number < 256:  # (a NIC's MAC address holds the number)
-                raise DriverError(f"bad VLAN number {vlan!r}: VLANs are numbered 0 to 255")
-            numbers[number] = None
-        return list(numbers)
 
     def _compile(self, tests: str, path: str | None = None) -> CodeType:
         """``tests`` as code (from ``path``, by default the test script's)."""

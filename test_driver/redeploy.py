@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import steps
+from . import roster, steps
 from .config import DriverConfiguration, NspawnMachineConfiguration, QemuMachineConfiguration, \
     load_driver_configuration
 from .driver import Driver
@@ -137,7 +137,7 @@ def configuration_json(run: Run) -> dict[str, Any]:
 
     return {"vms": table(vm_names, run.start_scripts),
             "containers": table(container_names, run.container_start_scripts),
-            "vlans": Driver._vlan_numbers(run.vlans), "test_script": os.path.abspath(run.script),
+            "vlans": roster.vlan_numbers(run.vlans), "test_script": os.path.abspath(run.script),
             "global_timeout": run.global_timeout, "enable_ssh_backdoor": run.enable_ssh_backdoor}
 
 
@@ -221,7 +221,7 @@ def _check(config: DriverConfiguration, origin: str, driver: Driver) -> Wanted:
                                "is not an executable file")
         kinds[name] = NspawnMachine
     try:
-        vlans = driver._vlan_numbers(config.vlans)
+        vlans = roster.vlan_numbers(config.vlans)
         tests = config.test_script.read_text()
     except DriverError as exc:
         raise RebuildError(str(exc)) from None

@@ -21,10 +21,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 MACHINE = HERE / "test_driver" / "machine"
 SOURCES = [MACHINE / name for name in ("base.py", "supervised.py", "session.py", "display.py", "x11.py", "uefi.py",
-                                        "qemu.py")]
+                                        "files.py", "tty.py", "qemu.py")]
 """The modules of ``QemuMachine``: its bases, its mixins (the backdoor session, screen and keys, X11,
-UEFI variables), itself."""
-CLASSES = ("BaseMachine", "SupervisedMachine", "BackdoorSession", "Display", "X11", "UefiVariables", "QemuMachine")
+UEFI variables, files, virtual terminals), itself."""
+CLASSES = ("BaseMachine", "SupervisedMachine", "BackdoorSession", "Display", "X11", "UefiVariables", "HostFiles",
+           "VirtualTerminals", "QemuMachine")
 
 
 def signature(func: ast.FunctionDef) -> str:

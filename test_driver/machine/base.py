@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import difflib
-import re
 import shlex
 import shutil
-import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -467,74 +464,3 @@ class BaseMachine(ABC):
         flags = "-z -uU" if is_datagram else "-z -U"
         kind = "datagram" if is_datagram else "stream"
         self._wait_for_status(f"nc {flags} {addr}", True, f"UNIX-domain {kind} on '{addr}'", timeout)
-
-    def copy_from_host_via_shell(self, source: str, target: str) -> None:
-        """Copy a host file into the machine through the shell (no shared directory needed)."""
-        content = base64.b64encode(Path(source).read_bytes()).decode()
-        self.succeed(f"mkdir -p $(dirname {target})", f"echo -n {content} | base64 -d > {target}")
-
-    def copy_from_host(self, source: str, target: str) -> None:
-        """Copy a host file or directory to ``target`` in the machine, through the
-        shared directory (mounted at /tmp/shared in the guest)."""
-        host_src = Path(source)
-        with tempfile.TemporaryDirectory(dir=self.shared_dir) as shared_td:
-            host_mid = Path(shared_td) / host_src.name
-            vm_mid = Path("/tmp/shared") / Path(shared_td).name / host_src.name
-            if host_src.is_dir():
-                shutil.copytree(host_src, host_mid)
-            else:
-                shutil.copy(host_src, host_mid)
-            self.succeed(make_command(["mkdir", "-p", Path(target).parent]),
-                         make_command(["cp", "-r", vm_mid, Path(target)]))  # (Path drops a trailing /)
-
-    def copy_from_machine(self, source: str, target_dir: str = "") -> None:
-        """Copy a file or directory from the machine to ``target_dir/NAME`` in the output
-        directory (an absolute ``target_dir`` is used as it is), through a temporary
-        directory in the shared directory, as upstream's newest."""
-        vm_src = Path(source)
-        with tempfile.TemporaryDirectory(dir=self.shared_dir) as shared_td:
-            host_mid = Path(shared_td) / vm_src.name
-            vm_mid = Path("/tmp/shared") / Path(shared_td).name / vm_src.name
-            self.succeed(make_command(["mkdir", "-p", vm_mid.parent]))
-            self.succeed(make_command(["cp", "-r", vm_src, vm_mid]))
-            target = self.out_dir / target_dir / vm_src.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if host_mid.is_dir():
-                shutil.copytree(host_mid, target)
-            else:
-                shutil.copy(host_mid, target)
-
-    def copy_from_vm(self, source: str, target_dir: str = "") -> None:
-        """Old name of ``copy_from_machine``."""
-        self.copy_from_machine(source, target_dir)
-
-    def get_tty_text(self, tty: int | str) -> str:
-        """The text visible on virtual terminal ``tty`` (e.g. 1 or "1")."""
-        return self._tty_text(tty, FIFTEEN_MINUTES)
-
-    def _tty_text(self, tty: int | str, timeout: Duration | None) -> str:
-        return self.execute(f"fold -w$(stty -F /dev/tty{tty} size | awk '{{print $2}}') /dev/vcs{tty}",
-                            timeout=timeout)[1]
-
-    def wait_until_tty_matches(self, tty: int | str, regexp: str, timeout: Duration = FIFTEEN_MINUTES) -> None:
-        """Wait until the text on virtual terminal ``tty`` matches ``regexp``."""
-        warn_if_number(timeout, "wait_until_tty_matches")
-        matcher = re.compile(regexp)
-        text = ""
-
-        def matches(remaining: float | None) -> bool:
-            nonlocal text
-            text = self._tty_text(tty, probe_timeout(remaining))
-            return matcher.search(text) is not None
-
-        with self.nested(f"waiting for {regexp} to appear on tty {tty}"):
-            self._poll_until(matches, timeout, f"/{regexp}/ on tty{tty}",
-                             lambda: f"tty shows {text[-300:]!r}",
-                             last_words=lambda: f"Last chance to match /{regexp}/ on TTY{tty}, "
-                                                f"which currently contains: {text}")
-
-    def dump_tty_contents(self, tty: int | str) -> None:
-        """Send the contents of virtual terminal ``tty`` to the machine's journal, as
-        upstream (``systemd-cat``); also log them here."""
-        self.execute(f"fold -w 80 /dev/vcs{tty} | systemd-cat")
-        self.log(self.get_tty_text(tty))

@@ -48,6 +48,8 @@ from .supervised import RunState, SupervisedMachine
 from .post_mortem import PostMortem
 from ..sandbox import Sandbox, host_pid
 from .supervisor import Channel, Exit, Supervisor
+from .files import HostFiles
+from .tty import VirtualTerminals
 from .x11 import X11
 
 BOOT_LINE = re.compile(r"Welcome to |Startup finished|Reached target")
@@ -72,7 +74,7 @@ def machine_name_from_start_command(start_command: str) -> str:
     return match[1]
 
 
-class NspawnMachine(ContainerCommands, X11, SupervisedMachine):
+class NspawnMachine(ContainerCommands, X11, HostFiles, VirtualTerminals, SupervisedMachine):
     """A systemd-nspawn container started from a NixOS-style start script."""
 
     KIND = "container"

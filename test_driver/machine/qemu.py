@@ -27,6 +27,8 @@ from .session import BackdoorSession
 from .post_mortem import PostMortem, RestartPolicy
 from .supervised import RunState, SupervisedMachine
 from .uefi import UefiVariables
+from .files import HostFiles
+from .tty import VirtualTerminals
 from .x11 import X11
 from .start_command import ALIVE_PORT_ID, Sockets, StartCommand, shell_socketpair
 from .supervisor import Channel, Exit, Supervisor
@@ -35,7 +37,7 @@ LIFECYCLE_EVENTS = {"SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME", "GUEST_P
                     "GUEST_CRASHLOADED", "WATCHDOG"}
 
 
-class QemuMachine(BackdoorSession, Display, X11, UefiVariables, SupervisedMachine):
+class QemuMachine(BackdoorSession, Display, X11, UefiVariables, HostFiles, VirtualTerminals, SupervisedMachine):
     """A QEMU virtual machine started from a NixOS start script."""
 
     KIND = "VM"

@@ -9,10 +9,11 @@ from typing import Callable
 
 from test_driver.deadline import Duration
 from test_driver.logger import TerminalLogger
-from test_driver.machine.base import BaseMachine
+from test_driver.machine.files import HostFiles
+from test_driver.machine.tty import VirtualTerminals
 
 
-class FakeMachine(BaseMachine):
+class FakeMachine(HostFiles, VirtualTerminals):
     """Answers each command with ``answer(command)`` (given, or a subclass's method)."""
 
     def __init__(self, tmp_path: Path, answer: Callable[[str], tuple[int, str]] | None = None,

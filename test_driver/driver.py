@@ -141,7 +141,7 @@ class Driver:
         machine = NspawnMachine(out_dir=self.out_dir, tmp_dir=self.tmp_dir, start_command=start_command,
                                 logger=self.logger, name=name, keep_machine_state=keep,
                                 callbacks=[self.check_polling_conditions], state_dir=self._kept_state(name, keep),
-                                vnc=vnc)
+                                vnc=vnc, socket_dir=self.socket_root / name)
         machine.crash_listeners.append(self._on_crash)
         machine.sandbox = self.sandbox
         return machine

@@ -37,7 +37,6 @@ REAPER = r"""
 end() {
   # only as the first process of the run's own PID namespace: kill -1 there reaches the run alone
   if [ -n "${TD_ISOLATED:-}" ] && [ "$$" -eq 1 ]; then kill -KILL -1 2>/dev/null; fi
-  kill "$nap" 2>/dev/null
   for dir in "$@"; do rm -rf "$dir" 2>/dev/null || rm -rf "$dir" 2>/dev/null; done
   exit 0
 }
@@ -54,7 +53,11 @@ if [ -n "${TD_ISOLATED:-}" ]; then
   ip link set lo up 2>/dev/null
 fi
 echo "sandbox ready"
-while :; do sleep 3600 & nap=$!; wait "$nap"; done
+# It waits reading its stdin, a pipe the driver never writes to: no child of its own that a
+# SIGKILL of it would orphan.  A signal ends the read (and runs the trap); the driver's death
+# ends it too (end of file), should its parent-death signal be lost.
+while read -r _; do :; done
+end "$@"
 """
 
 
@@ -85,7 +88,7 @@ class Sandbox:
 
     def _launch(self, argv: list[str], env: dict[str, str], on_death: int) -> bool:
         """Start ``argv``, which gets ``on_death`` when the driver dies; True once it said it is ready."""
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
                                    start_new_session=True, preexec_fn=die_with_parent_by(on_death))
         assert process.stdout is not None
@@ -126,7 +129,7 @@ class Sandbox:
             self.process.wait()
         except ProcessLookupError:
             pass
-        for stream in (self.process.stdout, self.process.stderr):
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             if stream is not None:
                 stream.close()
         self.process = None

@@ -82,11 +82,13 @@ class NspawnMachine(ContainerCommands, X11, HostFiles, VirtualTerminals, Supervi
     def __init__(self, out_dir: Path, tmp_dir: Path, start_command: str, logger: AbstractLogger,
                  name: str | None = None, keep_machine_state: bool = False,
                  callbacks: list[Callable[[], None]] | None = None, state_dir: Path | None = None,
-                 vnc: NspawnVncConfiguration | None = None) -> None:
+                 vnc: NspawnVncConfiguration | None = None, socket_dir: Path | None = None) -> None:
         super().__init__(out_dir, name or machine_name_from_start_command(start_command), logger, tmp_dir,
                          callbacks, keep_machine_state, state_dir)
         self.start_command = start_command
         self.vnc = vnc
+        self.socket_dir = socket_dir
+        """A short directory of the run's for sockets (the driver's; see ``_private_notify_socket``)."""
         """Where x11vnc and TigerVNC's viewer are, to show the X display on the host (interactive runs)."""
         self._display: ContainerDisplay | None = None
         self.supervisor: Supervisor | None = None
@@ -124,12 +126,16 @@ class NspawnMachine(ContainerCommands, X11, HostFiles, VirtualTerminals, Supervi
 
     def _private_notify_socket(self) -> Path:
         """Where the notify socket goes: upstream's ``TMP_DIR/NAME-nspawn.sock`` in the
-        driver's private directory; if that path is too long for a unix socket, a private
-        directory of its own in /tmp (removed by ``release``)."""
+        driver's private directory; if that path is too long for a unix socket, in the short
+        ``socket_dir`` the driver gave (its run's, removed with the run however it ends), or
+        else in a private directory of its own in /tmp (removed by ``release``)."""
         path = self.notify_socket_path
-        if len(os.fsencode(path)) > SOCKET_PATH_MAX or not path.parent.is_dir():
-            path = Path(tempfile.mkdtemp(prefix="td-nspawn-", dir="/tmp")) / "notify.sock"
-        return path
+        if len(os.fsencode(path)) <= SOCKET_PATH_MAX and path.parent.is_dir():
+            return path
+        if self.socket_dir is not None and len(os.fsencode(self.socket_dir / "notify.sock")) <= SOCKET_PATH_MAX:
+            self.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return self.socket_dir / "notify.sock"
+        return Path(tempfile.mkdtemp(prefix="td-nspawn-", dir="/tmp")) / "notify.sock"
 
     def start(self) -> None:
         """Start the container (the start script); return at once. A no-op if it runs."""
@@ -470,7 +476,7 @@ class NspawnMachine(ContainerCommands, X11, HostFiles, VirtualTerminals, Supervi
 
     def _remove_notify_dir(self) -> None:
         """The private directory made for a notify socket whose upstream path was too long."""
-        if self.notify_socket_path.parent != self.tmp_dir:
+        if self.notify_socket_path.parent not in (self.tmp_dir, self.socket_dir):
             shutil.rmtree(self.notify_socket_path.parent, ignore_errors=True)
 
     def ssh_backdoor_command(self, index: int | None = None) -> str:

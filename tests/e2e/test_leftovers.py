@@ -91,6 +91,7 @@ def test_nothing_remains(guest, debian_guest, tmp_path, private_tmp, setup, endi
     script = tmp_path / "t.py"
     script.write_text(f"start_all()\n{SETUPS[setup]}\nprint({READY!r}, flush=True)\n{ENDINGS[ending]}\n")
     trace = Leftovers(private_tmp)
+    private_dirs = set(Path("/tmp").glob("td-*"))  # (a socket's short private directory, when TMPDIR is long)
     proc = subprocess.Popen([sys.executable, "-m", "test_driver.cli_main", "-o", str(tmp_path), *args, "--", str(script)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=trace.enter)
     output = []
@@ -116,8 +117,31 @@ def test_nothing_remains(guest, debian_guest, tmp_path, private_tmp, setup, endi
     assert READY in log, log[-4000:]
     if ending == "pass":
         assert proc.returncode == 0, log[-4000:]
-    left = trace.wait(10)
+    left = trace.wait(10) + [f"file {d}" for d in sorted(set(Path("/tmp").glob("td-*")) - private_dirs)]
     assert left == [], f"{setup}, {ending}: left behind {left}\n{log[-3000:]}"
     if "container" in setup or setup == "both-vlan":
         if ending not in ("sigkill-driver", "kill-nspawn"):
             assert "did not halt within" in log and "killed its" in log, log[-3000:]
+
+
+def test_the_reaper_killed_alone_leaves_nothing(private_tmp):
+    """The run's reaper SIGKILLed on its own (as a harness kills what names the run's
+    directories) has no child left to outlive it."""
+    run_dir = private_tmp / "run"
+    run_dir.mkdir()
+    trace = Leftovers(private_tmp)
+    code = ("import sys, time\nfrom pathlib import Path\nfrom test_driver.sandbox import Sandbox\n"
+            "from test_driver.logger import CompositeLogger\n"
+            "box = Sandbox([Path(sys.argv[1])], CompositeLogger([]))\nbox.start(isolated=False)\n"
+            "print(box.process.pid, flush=True)\ntime.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True,
+                            preexec_fn=trace.enter)
+    try:
+        assert proc.stdout is not None
+        os.kill(int(proc.stdout.readline()), signal.SIGKILL)
+        time.sleep(1)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert trace.wait(5) == []
+

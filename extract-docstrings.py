@@ -21,11 +21,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 MACHINE = HERE / "test_driver" / "machine"
 SOURCES = [MACHINE / name for name in ("base.py", "supervised.py", "session.py", "display.py", "x11.py", "uefi.py",
-                                        "files.py", "tty.py", "qemu.py")]
+                                        "files.py", "tty.py", "qemu_interfaces.py", "qemu.py")]
 """The modules of ``QemuMachine``: its bases, its mixins (the backdoor session, screen and keys, X11,
-UEFI variables, files, virtual terminals), itself."""
+UEFI variables, files, virtual terminals, QEMU's own interfaces), itself."""
 CLASSES = ("BaseMachine", "SupervisedMachine", "BackdoorSession", "Display", "X11", "UefiVariables", "HostFiles",
-           "VirtualTerminals", "QemuMachine")
+           "VirtualTerminals", "QemuInterfaces", "QemuMachine")
 
 
 def signature(func: ast.FunctionDef) -> str:

@@ -47,6 +47,7 @@ from .nspawn_display import ContainerDisplay, NspawnVncConfiguration
 from .supervised import RunState, SupervisedMachine
 from .post_mortem import PostMortem
 from ..sandbox import Sandbox, host_pid
+from .start_command import MAX_SOCKET_PATH
 from .supervisor import Channel, Exit, Supervisor
 from .files import HostFiles
 from .tty import VirtualTerminals
@@ -62,7 +63,6 @@ STILL_WAITING = 10.0
 """Seconds between "still waiting" lines while a container boots, as upstream's."""
 GRACE = 5.0
 """Seconds a container has to halt at cleanup before it is killed."""
-SOCKET_PATH_MAX = 107
 PF_EXITING = 0x4
 """The flag of a process that is exiting (``/proc/PID/stat``, field 9)."""
 
@@ -130,9 +130,9 @@ class NspawnMachine(ContainerCommands, X11, HostFiles, VirtualTerminals, Supervi
         ``socket_dir`` the driver gave (its run's, removed with the run however it ends), or
         else in a private directory of its own in /tmp (removed by ``release``)."""
         path = self.notify_socket_path
-        if len(os.fsencode(path)) <= SOCKET_PATH_MAX and path.parent.is_dir():
+        if len(os.fsencode(path)) <= MAX_SOCKET_PATH and path.parent.is_dir():
             return path
-        if self.socket_dir is not None and len(os.fsencode(self.socket_dir / "notify.sock")) <= SOCKET_PATH_MAX:
+        if self.socket_dir is not None and len(os.fsencode(self.socket_dir / "notify.sock")) <= MAX_SOCKET_PATH:
             self.socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             return self.socket_dir / "notify.sock"
         return Path(tempfile.mkdtemp(prefix="td-nspawn-", dir="/tmp")) / "notify.sock"

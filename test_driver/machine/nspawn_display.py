@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+from .start_command import MAX_SOCKET_PATH
 from .supervisor import die_with_parent, end_process
 from .x11 import X_RUNS
 
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 
 UNIT = "nixos-test-vnc"
 """The transient unit x11vnc runs as, in the container."""
-
-SOCKET_PATH_MAX = 107
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class NspawnVncConfiguration:
 def short_path(directory: Path) -> Iterator[Path]:
     """``directory``, or a short link to it if a socket in it would have too long a path
     (the shared directory is in the driver's, which is in ``$TMPDIR``)."""
-    if len(os.fsencode(directory / "vnc.sock")) <= SOCKET_PATH_MAX:
+    if len(os.fsencode(directory / "vnc.sock")) <= MAX_SOCKET_PATH:
         yield directory
         return
     link_dir = Path(tempfile.mkdtemp(prefix="td-vnc-", dir="/tmp"))
@@ -151,10 +150,9 @@ class ContainerDisplay:
                                            start_new_session=True, preexec_fn=die_with_parent)
         viewer = self.viewer
         self.machine.log(f"VNC viewer running (pid {viewer.pid})")
-        try:
-            while self._running() and viewer.poll() is None:
-                self.stopping.wait(0.2)
-            if viewer.poll() is not None and not self.stopping.is_set():
+        try:  # stop() ends the viewer, as does the container's end (which calls stop())
+            viewer.wait()
+            if not self.stopping.is_set():
                 self.machine.log(f"VNC viewer exited (status {viewer.returncode})")
         finally:
             end_process(viewer)

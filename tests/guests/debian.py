@@ -131,11 +131,15 @@ StandardOutput=journal+console
 """,
     "test.service": """[Unit]
 Description=Five seconds in each of activating, reloading and deactivating, then failed
+# deactivating is ExecStop's sleep, not a sleep in the TERM trap: systemd signals the
+# cgroup again and again until no new process appears, so a sleep forked by the trap
+# was often killed at once and the unit went from active straight to failed.
 [Service]
 Type=notify
 NotifyAccess=all
-ExecStart=/bin/bash -c 'trap "sleep 5; exit 1" TERM; sleep 5; systemd-notify --ready; while :; do sleep 1 & wait $!; done'
+ExecStart=/bin/bash -c 'trap "exit 1" TERM; sleep 5; systemd-notify --ready; while :; do sleep 1 & wait $!; done'
 ExecReload=/bin/sleep 5
+ExecStop=/bin/sleep 5
 """,
     "autologin-tty1.service": """[Unit]
 Description=root logged in on tty1 (NixOS's services.getty.autologinUser)

@@ -44,9 +44,13 @@ instead of waiting for bytes that will never come.  NUL bytes of the output are
 dropped there.
 
 The exit notice ``TD0`` is written (a builtin printf, no fork) when the command's
-shell exits, straight to hvc0; the reply follows once its stdout is closed.  A
-reply that lags behind its notice means a process the command started still
-holds its stdout: ``Backdoor.reply`` reports that through ``on_linger``.
+shell exits while a process it started may still hold its stdout (it started a
+job, or, with a ``&`` in it, a process may have left its tree); the reply follows
+once its stdout is closed.  A reply that lags behind its notice means such a
+process holds it: ``Backdoor.reply`` reports that through ``on_linger``.  In the
+usual case the reply follows at once, and the notice is not sent: the EXIT trap
+tests that case itself, as a bash function call (of ``__td_drain``) costs about
+as much as the fork of the command's shell there (measured under TCG).
 
 A command with a timeout runs as a background job in a process group of its own,
 so the shell stays free to take an interrupt: ``__td_kill SIG`` freezes that
@@ -89,6 +93,14 @@ PORT_FRAME = re.compile(rb"\0TD([02]) ([0-9a-f]{1,32})(?: (-?\d{1,5}))?\n")
 # it stops on a timeout, long after they started).  The groups found are remembered per
 # nonce: a process that ignored SIGTERM and was reparented is still reached by
 # the SIGKILL that follows.
+# How a command is run, as upstream's `bash -c 'set -euo pipefail; CMD'` sees it, with NONCE CMD
+# FLAGS as $1 $2 $3 (o in FLAGS: in a bash of its own), and how init's children are noted as it
+# starts (a in FLAGS), written out where they are used: a bash function call costs a few tenths
+# of a millisecond under TCG, a tenth of a command's round trip.
+EVAL = ('if [[ ${3-} == *o* ]]; then bash -c "set -euo pipefail; $2"; '
+        'else BASH_ARGV0=bash; __td_c=$2; set -euo pipefail --; eval "$__td_c"; fi')
+ADOPTED = "__td_i=; [[ ${3-} != *a* ]] || read -r __td_i < /proc/1/task/1/children"
+
 HELPERS = r"""
 exec {__td_fd}>&1  # hvc0, for the exit notices written from inside command substitutions
 # A command's stdin: hvc1, a console port the driver adds and never writes to (a terminal that
@@ -107,7 +119,8 @@ fi
 # init adopted since its children were ADOPTED (a process that left the tree: a double fork) and
 # that started after this shell (not an orphan of an earlier command, which may wait in turn).
 # Each round looks afresh: a holder may fork, or leave the tree, while it is waited for.
-# The usual case costs one read: no job started, and init's children are as they were.
+# The usual case (no job started, no `&`) the trap that calls it tests itself; with a `&` the
+# usual case costs one read: init's children are as they were.
 # (No `local` before `set +eu`: when errexit ends a command inside a function, bash runs the
 # EXIT trap outside any function context, where `local` is an error.)
 __td_drain() {
@@ -158,22 +171,22 @@ __td_reply() {  # reply to command $1 (status $2) with __td_o less its end marke
     __td_o=${__td_o/"$__td_m"/}; printf 'TD1 %s %d %d\n%s\0' "$1" "$2" "${#__td_o}" "$__td_o"
   fi
 }
-__td_eval() {  # command $1 as upstream's `bash -c 'set -euo pipefail; CMD'` sees it ($2 holds o: in a bash of its own)
-  exec <&$__td_in; if [[ ${2-} == *o* ]]; then bash -c "set -euo pipefail; $1"
-  else BASH_ARGV0=bash; __td_c=$1; set -euo pipefail --; eval "$__td_c"; fi
+__td_eval() {  # __td_eval NONCE CMD FLAGS: CMD as upstream's `bash -c 'set -euo pipefail; CMD'` sees it
+  exec <&$__td_in; @EVAL@
 }
 __td_now() {
   local __td_o __td_m="@$1@"
   # The trap text holds the marker itself: when errexit fires inside the eval, bash
   # drops this function's locals before it runs the EXIT trap.
-  __td_o=$(trap "printf 'TD0 %s\n' $1 >&$__td_fd; __td_drain ${!-}; printf %s $__td_m" EXIT
-           __td_eval "$2" ${3-})
+  __td_o=$(trap "[[ \${!-} == '${!-}' ]] || { printf 'TD0 %s\n' $1 >&$__td_fd; __td_drain '${!-}'; }; printf %s $__td_m" EXIT
+           __td_eval "$@")
   __td_reply "$1" $?
 }
 __td_run() {
   local __td_o __td_m="@$1@"
-  __td_o=$(set -m; (export __TD_TAG=$1; trap "printf 'TD0 %s\n' $1 >&$__td_fd; __td_drain ${!-}" EXIT
-                    __td_eval "$2" ${3-}) &
+  __td_o=$(set -m; (export __TD_TAG=$1
+                     trap "[[ \${!-} == '${!-}' ]] || { printf 'TD0 %s\n' $1 >&$__td_fd; __td_drain '${!-}'; }" EXIT
+                    __td_eval "$@") &
            wait $!; __td_s=$?; printf %s "$__td_m"; exit $__td_s)
   __td_reply "$1" $?
 }
@@ -239,33 +252,30 @@ elif [[ ${__td_port-} ]]; then
   exec {__td_port}>&-
 fi 2>/dev/null
 if [[ $__td_out ]]; then
-# __td_adopted FLAGS: init's children as a command starts (the stdout is a pipe shared by every
+# __td_i (ADOPTED below): init's children as a command starts (the stdout is a pipe shared by every
 # command), if FLAGS hold a: the host asks for it when the command has a `&`, without which a
 # shell command leaves no process behind (a program that daemonizes keeping its stdout would
 # hang upstream's call; that one is not waited for).  Other commands pay nothing for it.
-__td_adopted() {
-  __td_i=; [[ ${1-} != *a* ]] || read -r __td_i < /proc/1/task/1/children
-}
 __td_now() {
-  __td_adopted "${3-}"
-  ( exec {__td_alive}>&- {__td_fd}>&-
-    trap "printf '\\0TD0 %s\\n' $1 >&$__td_out; __td_drain ${!-} '$__td_i'" EXIT
-    __td_eval "$2" ${3-} ) >&$__td_out
+  @ADOPTED@
+  ( exec {__td_alive}>&- {__td_fd}>&- <&$__td_in
+    trap "[[ \${!-} == '${!-}' && ! '$__td_i' ]] || { printf '\\0TD0 %s\\n' $1 >&$__td_out; __td_drain '${!-}' '$__td_i'; }" EXIT
+    @EVAL@ ) >&$__td_out
   printf '\0TD2 %s %d\n' "$1" $? >&$__td_out
 }
-__td_run() {
-  exec {__td_alive}>&- {__td_fd}>&-; __td_adopted "${3-}"
-  ( set -m; (export __TD_TAG=$1; trap "printf '\\0TD0 %s\\n' $1 >&$__td_out; __td_drain ${!-} '$__td_i'" EXIT
-             __td_eval "$2" ${3-}) & wait $!
-  ) >&$__td_out
-  printf '\0TD2 %s %d\n' "$1" $? >&$__td_out
+__td_run() {  # (a background job of its own already: its stdout can be the pipe for good)
+  exec {__td_alive}>&- {__td_fd}>&- >&$__td_out; @ADOPTED@
+  set -m; (export __TD_TAG=$1; exec <&$__td_in
+           trap "[[ \${!-} == '${!-}' && ! '$__td_i' ]] || { printf '\\0TD0 %s\\n' $1 >&$__td_out; __td_drain '${!-}' '$__td_i'; }" EXIT
+           @EVAL@) & wait $!
+  printf '\0TD2 %s %d\n' "$1" $?
 }
 fi
 __td_bg() {  # command $1 whose output nobody reads: to /dev/null, no frames, the shell not held
   ( exec {__td_fd}>&-; [[ ! $__td_out ]] || exec {__td_alive}>&- {__td_out}>&-
-    __td_eval "$1" ${2-} ) >/dev/null &
+    __td_eval - "$@" ) >/dev/null &
 }
-"""
+""".replace("@EVAL@", EVAL).replace("@ADOPTED@", ADOPTED)
 
 
 

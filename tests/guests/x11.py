@@ -83,15 +83,25 @@ Exec=icewm
 SESSION = """#!/bin/sh
 # The session wrapper of NixOS's display managers, in short (in place of Debian's Xsession):
 # the user manager learns the display and reaches graphical-session.target (through a target
-# bound to it, which may be started by hand), then the session's command (the window manager).
+# bound to it, which may be started by hand) once the session's command (the window manager) runs.
 if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
   # logind made no session (in a container the seat has no VT for it): root's user manager by hand
   systemctl start user@0.service
   export XDG_RUNTIME_DIR=/run/user/0 DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/0/bus
 fi
 systemctl --user import-environment DISPLAY XAUTHORITY
+# The window manager first, the graphical session (what wait_for_x waits for) once it manages
+# the screen (it names its check window on the root window): under TCG on a busy host IceWM
+# takes seconds to come up, and a test reading the screen right after wait_for_x saw it black.
+"$@" &
+wm=$!
+trap 'kill $wm 2>/dev/null' TERM INT HUP
+i=0
+while [ $i -lt 600 ] && ! xprop -root _NET_SUPPORTING_WM_CHECK 2>/dev/null | grep -q "window id"; do
+  sleep 0.1; i=$((i + 1))
+done
 systemctl --user start td-graphical-session.target
-exec "$@"
+wait $wm
 """
 
 FAKE_TARGET = """[Unit]

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import bdb
 import datetime
-import linecache
 import os
 import shutil
 import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from types import CodeType
 from typing import Any, Callable, Iterator
 
-from .assertions import AssertionTester, must_raise
 from .config import (DriverConfiguration, NspawnMachineConfiguration, QemuMachineConfiguration,
                      load_driver_configuration)  # noqa: F401 (test_driver.driver has it, as upstream)
 from .debug import Debug
@@ -22,17 +19,18 @@ from .duration import Duration
 from .errors import DriverError, MachineCrashed, MachineError, MachineStopped, UnexpectedShutdown
 from .logger import AbstractLogger, CompositeLogger, TerminalLogger
 from .machine.status import table as status_table
-from .machine import BaseMachine, Machine, MachineDeprecationWrapper, NspawnMachine, PostMortem, QemuMachine, retry
-from .machine.deprecation import alias_warning
+from .machine import BaseMachine, NspawnMachine, PostMortem, QemuMachine
+from .machine import Machine, retry  # noqa: F401 (upstream's driver module has them)
 from .machine.nspawn_display import NspawnVncConfiguration
 from .machine.start_command import StartCommand
 from .global_timer import GlobalTimer
-from .parallel import run_parallel
+from .machine_maker import MachineMaker
+from .parallel import run_parallel, start_machines
 from . import roster
 from .polling_condition import ConditionScope, PollingCondition, polling_interval
 from .sandbox import Sandbox
+from .script import TestScript, script_symbols
 from .script_file import ScriptFile
-from .typecheck import pythonize as pythonize_name
 from .vlan import VLan
 
 
@@ -70,14 +68,12 @@ class Driver:
         if out_dir is None:
             raise DriverError("Driver needs out_dir, the directory for screenshots and logs")
         keep_vm_state = keep_vm_state if keep_machine_state is None else keep_machine_state
-        self.tests = tests
         self.out_dir = Path(out_dir)
         self.logger = logger or CompositeLogger([TerminalLogger()])
         self.debug = debug or Debug(self.logger)
         self._interruptible = False
         self.keep_vm_state = keep_vm_state
         self.global_timeout = global_timeout
-        self.test_script_path = test_script_path
         self.polling_conditions: list[PollingCondition] = []
         self.subtests: list[str] = []
         self.failed_subtest: list[str] | None = None
@@ -95,11 +91,7 @@ class Driver:
         self.timer = GlobalTimer(self.logger, self.describe_activity, self._release_all)
         self.interactive = interactive
         """Whether the run is ``--interactive`` (upstream's attribute)."""
-        self.code: CodeType | None = None if plan is not None else self._compile(tests)
-        self.script_file = ScriptFile.of(test_script_path, tests) if plan is None else None
-        """The file the script came from, read again at each ``test_script()`` (None: given as text)."""
-        self.planned: Callable[[Driver], None] | None = None
-        """What ``test_script`` runs instead of Python: the plan made of a steps document."""
+        script = TestScript(tests, test_script_path) if plan is None else None  # (a syntax error: now)
 
         vms = roster.virtual_machines(start_scripts or [], machine_names)
         boxes = roster.containers(container_start_scripts, container_names)
@@ -107,7 +99,9 @@ class Driver:
         if plan is not None:  # a steps document, checked against the machines before any starts
             kinds: dict[str, type[BaseMachine]] = {name: QemuMachine for name, _ in vms}
             kinds.update({name: NspawnMachine for name, _ in boxes})
-            self.planned = plan(tests, kinds)
+            script = TestScript(tests, test_script_path, planned=plan(tests, kinds))
+        self.script: TestScript = script or TestScript(tests, test_script_path)
+        """What ``test_script()`` runs (a redeploy puts another there)."""
 
         vlan_numbers = roster.vlan_numbers(vlans or [])
         self.config = config or DriverConfiguration(
@@ -116,76 +110,28 @@ class Driver:
             vlans=vlan_numbers, global_timeout=datetime.timedelta(seconds=global_timeout),
             enable_ssh_backdoor=enable_ssh_backdoor, test_script=Path(test_script_path))
         """The run's configuration in upstream's shape (``driver.config``), whatever the CLI generation."""
-        self.base_tmp = Path(tempfile.gettempdir())
-        self.tmp_dir = Path(tempfile.mkdtemp(prefix="nixos-test-driver-", dir=self.base_tmp))
+        self.tmp_dir = Path(tempfile.mkdtemp(prefix="nixos-test-driver-", dir=tempfile.gettempdir()))
         # Unix socket paths are limited to 107 bytes: with a long TMPDIR the sockets
         # go to a short private directory of their own.
         self.socket_root = self.tmp_dir
         if len(os.fsencode(self.tmp_dir)) > 60:
             self.socket_root = Path(tempfile.mkdtemp(prefix="td-", dir="/tmp"))
         self.sandbox = Sandbox(sorted({self.tmp_dir, self.socket_root}), self.logger)
+        self.maker = MachineMaker(self.out_dir, self.tmp_dir, self.socket_root, self.logger, keep_vm_state,
+                                  self.sandbox, self.check_polling_conditions, self._on_crash)
         try:
             self.sandbox.start(isolated=bool(boxes))
             with self.logger.nested("start all VLans"):
                 self.vlans = [VLan(nr, self.socket_root, self.logger, self.sandbox.wrap) for nr in vlan_numbers]
-            self.machines_qemu = [self._new_machine(command.command, name) for name, command in vms]
-            self.machines_nspawn = [self._new_container(script, name, displays.get(name)) for name, script in boxes]
+            self.machines_qemu = [self.maker.vm(command.command, name, self.vlans) for name, command in vms]
+            self.machines_nspawn = [self.maker.container(path, name, displays.get(name)) for name, path in boxes]
             self.machines = sorted([*self.machines_qemu, *self.machines_nspawn], key=lambda m: m.name)
         except BaseException:
             self.cleanup()
             raise
 
-    def _new_container(self, start_command: str, name: str,
-                       vnc: NspawnVncConfiguration | None = None) -> NspawnMachine:
-        keep = self.keep_vm_state
-        machine = NspawnMachine(out_dir=self.out_dir, tmp_dir=self.tmp_dir, start_command=start_command,
-                                logger=self.logger, name=name, keep_machine_state=keep,
-                                callbacks=[self.check_polling_conditions], state_dir=self._kept_state(name, keep),
-                                vnc=vnc, socket_dir=self.socket_root / name)
-        machine.crash_listeners.append(self._on_crash)
-        machine.sandbox = self.sandbox
-        return machine
-
-    def _compile(self, tests: str, path: str | None = None) -> CodeType:
-        """``tests`` as code (from ``path``, by default the test script's)."""
-        path = path or self.test_script_path
-        # Tracebacks show the script's lines even when it was given as a string.
-        linecache.cache[path] = (len(tests), None, tests.splitlines(True), path)
-        try:
-            return compile(tests, path, "exec")
-        except SyntaxError as exc:
-            raise DriverError(f"syntax error in the test script {exc.filename}, line {exc.lineno}: "
-                              f"{exc.msg}\n    {(exc.text or '').rstrip()}") from None
-
-    def _kept_state(self, name: str, keep: bool) -> Path | None:
-        """Kept state must be found again by the next run, so it lives at upstream's path;
-        as upstream, a run without -K resets it (the machine then uses the private dir)."""
-        kept = self.base_tmp / f"vm-state-{name}"
-        if keep:
-            return kept
-        if kept.exists():
-            shutil.rmtree(kept)
-        return None
-
     def _every_machine(self) -> list[QemuMachine | NspawnMachine]:
         return [*self.machines, *self.created]
-
-    def _new_machine(self, start_command: str, name: str, keep_vm_state: bool | None = None,
-                     allow_reboot: bool = False, polled: bool = True) -> QemuMachine:
-        keep = self.keep_vm_state if keep_vm_state is None else keep_vm_state
-        socket_dir = self.socket_root / name
-        socket_dir.mkdir(mode=0o700, exist_ok=True)
-        machine = QemuMachine(
-            out_dir=self.out_dir, tmp_dir=self.tmp_dir, start_command=start_command,
-            logger=self.logger, name=name, keep_machine_state=keep,
-            callbacks=[self.check_polling_conditions] if polled else [], allow_reboot=allow_reboot,
-            state_dir=self._kept_state(name, keep),
-            socket_dir=socket_dir)
-        for vlan in self.vlans:
-            machine.extra_env.update(vlan.env)
-        machine.crash_listeners.append(self._on_crash)
-        machine.interruptible_commands = self._interruptible
-        return machine
 
     @property
     def interruptible_commands(self) -> bool:
@@ -198,7 +144,7 @@ class Driver:
         for machine in self._every_machine():
             machine.interruptible_commands = value
 
-    def _on_crash(self, machine: QemuMachine, post_mortem: PostMortem) -> None:
+    def _on_crash(self, machine: QemuMachine | NspawnMachine, post_mortem: PostMortem) -> None:
         """A supervisor reports a crash (from its own thread)."""
         self.crashes.append(post_mortem)
         self.logger.warning(f"machine {machine.name!r} {post_mortem.cause}")
@@ -223,51 +169,28 @@ class Driver:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
             shutil.rmtree(self.socket_root, ignore_errors=True)
 
-    # --- test symbols -------------------------------------------------------------------
+    # --- the script -----------------------------------------------------------------------
+    @property
+    def tests(self) -> str:
+        """The test script's text (upstream's attribute)."""
+        return self.script.text
+
+    @property
+    def test_script_path(self) -> str:
+        return self.script.path
+
+    @property
+    def script_file(self) -> ScriptFile | None:
+        """The file the script came from, read again at each ``test_script()`` (None: given as text)."""
+        return self.script.file
+
     def test_symbols(self) -> dict[str, Any]:
         """The names a test script sees; like upstream, says on stdout which ones it adds."""
-        general = dict(
-            start_all=self.start_all, test_script=self.test_script, machines=self.machines,
-            machines_qemu=self.machines_qemu, machines_nspawn=self.machines_nspawn, NspawnMachine=NspawnMachine,
-            vlans=self.vlans, driver=self, log=self.logger, os=os,
-            create_machine=self.create_machine, subtest=self.subtest, run_tests=self.run_tests,
-            join_all=self.join_all, retry=retry, serial_stdout_off=self.serial_stdout_off,
-            serial_stdout_on=self.serial_stdout_on, polling_condition=self.polling_condition,
-            debug=self.debug, breakpoint=self.debug.script_breakpoint, parallel=self.parallel,
-            t=AssertionTester(), must_raise=must_raise, dump_machine_ssh=self.dump_machine_ssh,
-            Machine=Machine, QemuMachine=QemuMachine, BaseMachine=BaseMachine, status=self.status,
-        )
-        machines: dict[str, Any] = {pythonize_name(m.name): m for m in self.machines}  # a-b is a_b
-        if len(self.machines) == 1 and "machine" not in machines:  # as upstream: warns at each use
-            only = self.machines[0]
-            machines["machine"] = MachineDeprecationWrapper(alias_warning(only.name), only)
-        vlans = {f"vlan{v.nr}": v for v in self.vlans}
-        print("additionally exposed symbols:\n    " + ",\n    ".join([
-            ", ".join(m.name for m in self.machines), ", ".join(vlans), ", ".join(general)]), flush=True)
-        return {**general, **machines, **vlans}
+        return script_symbols(self)
 
     def reload_script(self) -> None:
-        """Take the script file's current text, and drop the local modules it imports when
-        one of them changed (the script's imports then load them afresh)."""
-        if self.script_file is None:
-            if self.interactive:
-                kind = "a steps document" if self.planned is not None else "text, not a file"
-                self.logger.info(f"the test script was given as {kind}: there is no file to read again")
-            return
-        changed = self.script_file.changed_modules()
-        if changed:
-            dropped = self.script_file.forget_modules()
-            self.logger.info(f"{', '.join(changed)} changed: the script imports {', '.join(dropped)} afresh")
-        text = self.script_file.reread()
-        if text is None:
-            return
-        self.logger.info(f"{self.test_script_path} changed since the last run: running its current text")
-        try:
-            self.code = self._compile(text)
-        except DriverError:
-            self.script_file.text = self.tests  # still the old one: the next call reads the file again
-            raise
-        self.tests = text
+        """Take the script file's current text (see ``TestScript.reload``)."""
+        self.script.reload(self.logger, self.interactive)
 
     def accept_stopped_machines(self) -> None:
         """Take the crashes and unasked shutdowns of the last run as over: such a machine
@@ -281,14 +204,7 @@ class Driver:
         self.reload_script()
         with self.logger.nested("run the VM test script"):
             try:
-                if self.planned is not None:
-                    self.planned(self)
-                elif self.code is not None:
-                    try:
-                        exec(self.code, self.test_symbols(), None)
-                    finally:
-                        if self.script_file is not None:
-                            self.script_file.note_modules()
+                self.script.run(self)
             except Exception as exc:
                 # As upstream: a MachineError (a start, OCR or a tool failed) ends the test at
                 # once; any other failure waits for the debug hook.  A crash is one of those
@@ -362,29 +278,7 @@ class Driver:
         (in name order).  It carries the traceback of the first failure and is caused by it.
         """
         with self.logger.nested("start all VMs"):
-            errors: dict[str, BaseException] = {}
-
-            def start(machine: QemuMachine | NspawnMachine) -> None:
-                try:
-                    machine.start()
-                except BaseException as exc:  # reported in the caller's thread
-                    errors[machine.name] = exc
-
-            threads = [threading.Thread(target=start, args=(m,), name=f"start-{m.name}") for m in self.machines]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            failed = [(m.name, errors[m.name]) for m in self.machines if m.name in errors]
-            if not failed:
-                return
-            for _, exc in failed:
-                if not isinstance(exc, Exception):  # e.g. KeyboardInterrupt: not a start failure
-                    raise exc
-            first = failed[0][1]
-            lines = [f"{name}: {exc}" for name, exc in failed]
-            error = MachineError("Failed to start the following machines:\n" + "\n".join(lines))
-            raise error.with_traceback(first.__traceback__) from first
+            start_machines(self.machines)
 
     def join_all(self) -> None:
         """Wait until every machine has shut down; the global timeout ends with it."""
@@ -459,7 +353,8 @@ class Driver:
         command = StartCommand(script)
         command.validate()
         keep = keep_machine_state if keep_machine_state is not None else keep_vm_state
-        machine = self._new_machine(script, name or command.machine_name, keep, allow_reboot, polled=False)
+        machine = self.maker.vm(script, name or command.machine_name, self.vlans, keep, allow_reboot,
+                                polled=False, interruptible=self._interruptible)
         self.created.append(machine)
         return machine
 

@@ -1,11 +1,13 @@
-"""The test symbol ``parallel``: independent calls at the same time, their failures told together."""
+"""The test symbols ``parallel`` and ``start_all``: independent calls at the same time, their
+failures told together."""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
+from .errors import MachineError
 from .logger import AbstractLogger
 from .report import failing_machine
 
@@ -45,3 +47,38 @@ def run_parallel(calls: Sequence[Callable[[], Any]], logger: AbstractLogger) -> 
     for line in others:
         logger.report_error(line)
     raise exc
+
+
+class Startable(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+
+
+def start_machines(machines: Sequence[Startable]) -> None:
+    """Start ``machines`` each in a thread of its own and wait for all.  If any failed, raise one
+    ``MachineError`` once all have tried, as upstream: ``Failed to start the following
+    machines:`` then ``NAME: ERROR`` per failed machine, in the given order; it carries the
+    traceback of the first failure and is caused by it."""
+    errors: dict[str, BaseException] = {}
+
+    def start(machine: Startable) -> None:
+        try:
+            machine.start()
+        except BaseException as exc:  # reported in the caller's thread
+            errors[machine.name] = exc
+
+    threads = [threading.Thread(target=start, args=(m,), name=f"start-{m.name}") for m in machines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    failed = [(m.name, errors[m.name]) for m in machines if m.name in errors]
+    if not failed:
+        return
+    for _, exc in failed:
+        if not isinstance(exc, Exception):  # e.g. KeyboardInterrupt: not a start failure
+            raise exc
+    first = failed[0][1]
+    error = MachineError("Failed to start the following machines:\n" + "\n".join(f"{name}: {exc}" for name, exc in failed))
+    raise error.with_traceback(first.__traceback__) from first

@@ -51,13 +51,11 @@ from .machine import BaseMachine, NspawnMachine, QemuMachine
 from .machine.deprecation import MachineDeprecationWrapper
 from .machine.nspawn import machine_name_from_start_command
 from .machine.start_command import StartCommand
-from .script_file import ScriptFile
+from .script import TestScript
 from .typecheck import pythonize
 from .vlan import VLan
 
 if TYPE_CHECKING:
-    from types import CodeType
-    from typing import Callable
 
     from .cli import Run
 
@@ -111,13 +109,11 @@ class Wanted:
     """The new configuration, read and checked: nothing of it runs yet."""
 
     config: DriverConfiguration
-    tests: str
-    code: CodeType | None
-    planned: Callable[[Driver], None] | None
+    test_script: TestScript
     origin: str
     kinds: dict[str, type[BaseMachine]] = field(default_factory=dict)
 
-    def script(self, name: str) -> str:
+    def start_script(self, name: str) -> str:
         table = self.config.vms if self.kinds[name] is QemuMachine else self.config.containers
         return str(table[name].start_script)
 
@@ -227,17 +223,14 @@ def _check(config: DriverConfiguration, origin: str, driver: Driver) -> Wanted:
         raise RebuildError(str(exc)) from None
     except OSError as exc:
         raise RebuildError(f"cannot read the new test script: {exc}") from None
-    code, planned = None, None
     try:
-        if steps.is_steps_document(tests):
-            planned = steps.plan(tests, kinds)
-        else:
-            code = driver._compile(tests, str(config.test_script))
+        planned = steps.plan(tests, kinds) if steps.is_steps_document(tests) else None
+        script = TestScript(tests, str(config.test_script), planned)
     except DriverError as exc:
         raise RebuildError(str(exc)) from None
     config = DriverConfiguration(config.vms, config.containers, vlans, config.global_timeout,
                                  config.enable_ssh_backdoor, config.test_script)
-    return Wanted(config, tests, code, planned, origin, kinds)
+    return Wanted(config, script, origin, kinds)
 
 
 def _is_machine_or_vlan(value: Any) -> bool:
@@ -329,7 +322,7 @@ class Redeployer:
         driver, logger = self.driver, self.driver.logger
         old_symbols = self._machine_symbols()
         current = {m.name: m for m in driver.machines}
-        identities = {name: Identity.of(wanted.script(name)) for name in wanted.kinds}
+        identities = {name: Identity.of(wanted.start_script(name)) for name in wanted.kinds}
         removed = [m for name, m in current.items() if name not in wanted.kinds]
         changed = [m for name, m in current.items() if name in wanted.kinds and
                    (identities[name] != self.identities.get(name) or type(m) is not wanted.kinds[name])]
@@ -346,9 +339,9 @@ class Redeployer:
         replacements: dict[str, QemuMachine | NspawnMachine] = {}
         driver.vlans.extend(new_vlans)  # (a new machine gets the sockets of the driver's VLANs)
         for name in [*(m.name for m in changed), *added]:
-            script = wanted.script(name)
-            replacements[name] = (driver._new_machine(script, name) if wanted.kinds[name] is QemuMachine
-                                  else driver._new_container(script, name))
+            script = wanted.start_script(name)
+            replacements[name] = (driver.maker.vm(script, name, driver.vlans, interruptible=driver.interruptible_commands)
+                                  if wanted.kinds[name] is QemuMachine else driver.maker.container(script, name))
             if name in added:
                 logger.info(f"{name} is new in the test: start it with {pythonize(name)}.start() or start_all()")
         for name in sorted(current.keys() & wanted.kinds.keys()):
@@ -372,13 +365,11 @@ class Redeployer:
         driver.machines_qemu[:] = [m for m in machines if isinstance(m, QemuMachine)]
         driver.machines_nspawn[:] = [m for m in machines if isinstance(m, NspawnMachine)]
 
-        script_changed = wanted.tests != driver.tests
+        script_changed = wanted.test_script.text != driver.tests
         if script_changed:
             logger.info("test script updated: test_script() now runs the new one (what the old one "
                         "did to the machines stays)")
-        driver.tests, driver.code, driver.planned = wanted.tests, wanted.code, wanted.planned
-        driver.test_script_path = str(wanted.config.test_script)
-        driver.script_file = ScriptFile.of(driver.test_script_path, wanted.tests) if wanted.code else None
+        driver.script = wanted.test_script
         driver.config = wanted.config
         driver.global_timeout = wanted.config.global_timeout.total_seconds()
         self.identities = identities

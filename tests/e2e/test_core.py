@@ -7,6 +7,7 @@ import time
 import pytest
 
 from test_driver.errors import RequestedAssertionFailed, WaitTimeout
+from test_driver.script import TestScript
 
 
 @pytest.fixture
@@ -17,15 +18,14 @@ def pair(make_driver):
 
 
 def test_script_with_two_machines(pair, log):
-    pair.tests = """
+    pair.script = TestScript("""
 start_all()
 assert "Linux alpha" in alpha.succeed("uname -a")
 assert beta.succeed("hostname") == "beta\\n"
 alpha.fail("false")
 status, out = beta.execute("echo out; exit 3")
 assert (status, out) == (3, "out\\n"), (status, out)
-"""
-    pair.code = pair._compile(pair.tests)
+""")
     pair.run_tests()
     assert "must succeed: uname -a" in log.text
 

@@ -67,7 +67,7 @@ class Session:
 
     def state(self) -> dict[str, Any]:
         d = self.driver
-        return {"machines": list(d.machines), "vlans": list(d.vlans), "tests": d.tests, "code": d.code,
+        return {"machines": list(d.machines), "vlans": list(d.vlans), "tests": d.tests, "script": d.script,
                 "namespace": dict(self.namespace), "config": d.config}
 
 

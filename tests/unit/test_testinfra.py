@@ -135,7 +135,7 @@ def test_the_wrapper_in_a_real_shell(tmp_path: Path):
         "cat <<EOF\nhere $((6 * 7))\nEOF": (0, "here 42\n", ""),
         "# only a comment": (0, "", ""),
         "": (0, "", ""),
-        "(echo late) & echo early; wait": (0, "early\nlate\n", ""),
+        "(sleep 0.5; echo late) & echo early; wait": (0, "early\nlate\n", ""),  # (no race on a busy host)
     }
     for command, want in cases.items():
         got = machine.run(command)

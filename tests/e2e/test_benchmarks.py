@@ -17,7 +17,7 @@ FIGURES = {
     "boot": {"raw_s", "driver_s", "ratio"},
     "command": {"raw_roundtrip_ms", "raw_one_fork_roundtrip_ms", "upstream_framing_ms",
                 "driver_succeed_true_ms", "driver_succeed_true_p99_ms", "driver_vs_upstream",
-                "driver_vs_raw", "driver_vs_one_fork"},
+                "driver_vs_raw", "driver_vs_one_fork", "driver_execute_true_ms", "execute_vs_upstream"},
     "crash": {"detection_ms"},
     "start_all": {"1_vms_s", "2_vms_s"},  # the suite asks for 1 and 2 (the default adds 4)
     "throughput": {"MB_per_s", "raw_transport_MB_per_s", "driver_vs_transport"},

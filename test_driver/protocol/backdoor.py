@@ -351,7 +351,7 @@ class Backdoor:
         """Start ``command`` in the guest; return the nonce its reply will carry.
 
         An interruptible command runs as a background job of its own process
-        group, so that ``interrupt`` can reach it (three forks in the guest).
+        group, so that ``interrupt`` can reach it (two forks in the guest).
         Otherwise it runs in the shell's foreground with one fork, and nothing
         can stop it from the host.
         """

@@ -91,7 +91,9 @@ class Driver:
         self.timer = GlobalTimer(self.logger, self.describe_activity, self._release_all)
         self.interactive = interactive
         """Whether the run is ``--interactive`` (upstream's attribute)."""
-        script = TestScript(tests, test_script_path) if plan is None else None  # (a syntax error: now)
+        if plan is None:  # (a syntax error stops the driver here, before anything starts)
+            self.script = TestScript(tests, test_script_path)
+            """What ``test_script()`` runs (a redeploy puts another there)."""
 
         vms = roster.virtual_machines(start_scripts or [], machine_names)
         boxes = roster.containers(container_start_scripts, container_names)
@@ -99,9 +101,7 @@ class Driver:
         if plan is not None:  # a steps document, checked against the machines before any starts
             kinds: dict[str, type[BaseMachine]] = {name: QemuMachine for name, _ in vms}
             kinds.update({name: NspawnMachine for name, _ in boxes})
-            script = TestScript(tests, test_script_path, planned=plan(tests, kinds))
-        self.script: TestScript = script or TestScript(tests, test_script_path)
-        """What ``test_script()`` runs (a redeploy puts another there)."""
+            self.script = TestScript(tests, test_script_path, planned=plan(tests, kinds))
 
         vlan_numbers = roster.vlan_numbers(vlans or [])
         self.config = config or DriverConfiguration(

@@ -78,6 +78,14 @@ FRAME = re.compile(rb"TD(?:1 ([0-9a-f]{1,32}) (-?\d{1,5}) (\d{1,12})|0 ([0-9a-f]
 # On the reply port: \0TD0 NONCE (the command's shell exited) or \0TD2 NONCE STATUS (the end)
 PORT_FRAME = re.compile(rb"\0TD([02]) ([0-9a-f]{1,32})(?: (-?\d{1,5}))?\n")
 
+# How a command is run, as upstream's `bash -c 'set -euo pipefail; CMD'` sees it, with NONCE CMD
+# FLAGS as $1 $2 $3 (o in FLAGS: in a bash of its own), and how init's children are noted as it
+# starts (a in FLAGS), written out where they are used: a bash function call costs a few tenths
+# of a millisecond under TCG, a tenth of a command's round trip.
+EVAL = ('if [[ ${3-} == *o* ]]; then bash -c "set -euo pipefail; $2"; '
+        'else BASH_ARGV0=bash; __td_c=$2; set -euo pipefail --; eval "$__td_c"; fi')
+ADOPTED = "__td_i=; [[ ${3-} != *a* ]] || read -r __td_i < /proc/1/task/1/children"
+
 # Sent once after the greeting.  __td_now NONCE CMD runs CMD in one subshell (a
 # command substitution whose EXIT trap appends the end marker): the fast path for
 # commands without a timeout.  __td_run NONCE CMD, started by the shell with job
@@ -93,14 +101,6 @@ PORT_FRAME = re.compile(rb"\0TD([02]) ([0-9a-f]{1,32})(?: (-?\d{1,5}))?\n")
 # it stops on a timeout, long after they started).  The groups found are remembered per
 # nonce: a process that ignored SIGTERM and was reparented is still reached by
 # the SIGKILL that follows.
-# How a command is run, as upstream's `bash -c 'set -euo pipefail; CMD'` sees it, with NONCE CMD
-# FLAGS as $1 $2 $3 (o in FLAGS: in a bash of its own), and how init's children are noted as it
-# starts (a in FLAGS), written out where they are used: a bash function call costs a few tenths
-# of a millisecond under TCG, a tenth of a command's round trip.
-EVAL = ('if [[ ${3-} == *o* ]]; then bash -c "set -euo pipefail; $2"; '
-        'else BASH_ARGV0=bash; __td_c=$2; set -euo pipefail --; eval "$__td_c"; fi')
-ADOPTED = "__td_i=; [[ ${3-} != *a* ]] || read -r __td_i < /proc/1/task/1/children"
-
 HELPERS = r"""
 exec {__td_fd}>&1  # hvc0, for the exit notices written from inside command substitutions
 # A command's stdin: hvc1, a console port the driver adds and never writes to (a terminal that
@@ -185,7 +185,7 @@ __td_now() {
 __td_run() {
   local __td_o __td_m="@$1@"
   __td_o=$(set -m; (export __TD_TAG=$1
-                     trap "[[ \${!-} == '${!-}' ]] || { printf 'TD0 %s\n' $1 >&$__td_fd; __td_drain '${!-}'; }" EXIT
+                    trap "[[ \${!-} == '${!-}' ]] || { printf 'TD0 %s\n' $1 >&$__td_fd; __td_drain '${!-}'; }" EXIT
                     __td_eval "$@") &
            wait $!; __td_s=$?; printf %s "$__td_m"; exit $__td_s)
   __td_reply "$1" $?

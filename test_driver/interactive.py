@@ -33,7 +33,7 @@ DOUBLE_PRESS = 2.0  # seconds between the two Ctrl-C that leave the shell
 
 
 def _leave_on_double_ctrl_c(repl: Any) -> None:
-    from prompt_toolkit.application import run_in_terminal
+    from prompt_toolkit.validation import ValidationError
 
     last = [0.0]
 
@@ -47,7 +47,11 @@ def _leave_on_double_ctrl_c(repl: Any) -> None:
             event.app.exit(exception=EOFError)  # leaves the shell
         else:
             last[0] = now
-            run_in_terminal(lambda: print("(Ctrl-C again, Ctrl-D or exit() leave the shell and stop the machines)"))
+            # The hint shows in the prompt's own toolbar (gone at the next edit).  Printed above
+            # the prompt (run_in_terminal) it put the terminal in cooked mode meanwhile, where a
+            # second Ctrl-C became a SIGINT that only redrew the prompt.
+            event.app.current_buffer.validation_error = ValidationError(
+                message="Ctrl-C again, Ctrl-D or exit() leave the shell and stop the machines")
 
 
 def _stop_on_signals(driver: Driver, logger: AbstractLogger) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import termios
 import threading
 from pathlib import Path
+from typing import Iterator
 
 import pexpect
 import pytest
@@ -42,6 +45,27 @@ def shell(guest, tmp_path, private_tmp):
     child.close()
 
 
+@contextlib.contextmanager
+def terminal_watch(shell) -> Iterator[list[bool]]:
+    """Whether the terminal turned Ctrl-C into SIGINT (ISIG) at any moment in the block: the
+    pty's settings read as fast as a thread can (the master reads the terminal's)."""
+    seen: list[bool] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set() and not seen:
+            if termios.tcgetattr(shell.child_fd)[3] & termios.ISIG:
+                seen.append(True)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        watcher.join()
+
+
 def leave_with_exit(shell, private_tmp: Path) -> None:
     """exit(): the driver ends with status 0 and leaves no process behind."""
     shell.send("exit()\r")
@@ -64,8 +88,13 @@ def test_interactive_shell_runs_commands_and_cleans_up(shell, tmp_path, private_
     elif leave == "exit()":
         shell.send("exit()\r")
     else:
-        shell.sendcontrol("c")
-        shell.expect("Ctrl-C again")
+        with terminal_watch(shell) as signals_on:
+            shell.sendcontrol("c")
+            shell.expect("Ctrl-C again")
+        # Between the two presses the terminal stays raw: a second Ctrl-C typed while the hint
+        # is shown must reach the shell as a key, never as SIGINT (which only gave a fresh
+        # prompt: the shell did not end on a busy host)
+        assert not signals_on, "the terminal generated signals while the hint was shown"
         shell.sendcontrol("c")
     shell.expect(pexpect.EOF)
     shell.close()

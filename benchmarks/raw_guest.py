@@ -20,6 +20,7 @@ from pathlib import Path
 
 from test_driver.machine.start_command import Sockets, StartCommand, shell_socketpair
 from test_driver.machine.supervisor import die_with_parent
+from test_driver.protocol.guest_helpers import bootstrap
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -104,6 +105,16 @@ class RawGuest:
         self.shell.sendall(line)
         self.read_until(until)
         return time.monotonic() - tic
+
+    def install_helpers(self) -> None:
+        """The driver's helper installation at connect, sent by hand: the bootstrap line, then
+        the helpers through the reply port (``test_driver.protocol.guest_helpers``)."""
+        assert self.reply is not None, "a guest with the driver's devices"
+        line, helpers = bootstrap("1", "2", "c0ffee")
+        self.shell.sendall(line)
+        self.read_until(b"TD1 1 1 0\n\0")
+        self.reply.sendall(helpers)
+        self.read_until(b"TD1 2 2 0\n\0")
 
     def upstream_succeed_true(self) -> float:
         """What upstream's execute() sends for succeed("true"): output, then status."""

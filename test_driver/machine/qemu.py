@@ -63,7 +63,8 @@ class QemuMachine(BackdoorSession, QemuInterfaces, Display, X11, UefiVariables, 
         self.shell_stream = Stream(f"{self.name} shell")
         self.reply_stream = Stream(f"{self.name} reply port")
         self.monitor_stream = Stream(f"{self.name} monitor")
-        self.shell = Backdoor(self.shell_stream, self._sender("shell"), self._junk, self.reply_stream)
+        self.shell = Backdoor(self.shell_stream, self._sender("shell"), self._junk, self.reply_stream,
+                              self._sender("reply"))
         self.monitor = Monitor(self.monitor_stream, self._sender("monitor"))
         self.qmp_client = QMPClient(self._sender("qmp"), f"{self.name} QMP")
         self.restart_policy: RestartPolicy | None = None
@@ -164,7 +165,8 @@ class QemuMachine(BackdoorSession, QemuInterfaces, Display, X11, UefiVariables, 
         channels = [
             Channel("shell", self.shell_stream.feed, self.shell_stream.feed_eof,
                     on_connect=self._on_connect("shell"), conn=shell),
-            Channel("reply", self._on_reply, self.reply_stream.feed_eof, conn=reply),
+            Channel("reply", self._on_reply, self.reply_stream.feed_eof, on_connect=self._on_connect("reply"),
+                    conn=reply),
             Channel("qmp", qmp.feed, qmp.feed_eof, listeners["qmp"], self._on_connect("qmp")),
             Channel("monitor", self.monitor_stream.feed, self.monitor_stream.feed_eof,
                     listeners["monitor"], self._on_connect("monitor")),

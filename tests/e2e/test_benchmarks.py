@@ -14,7 +14,7 @@ pytestmark = pytest.mark.serial  # (it times the machine)
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
 
 FIGURES = {
-    "boot": {"raw_s", "driver_s", "ratio"},
+    "boot": {"raw_s", "upstream_s", "driver_s", "ratio", "vs_upstream"},
     "command": {"raw_roundtrip_ms", "raw_one_fork_roundtrip_ms", "upstream_framing_ms",
                 "driver_succeed_true_ms", "driver_succeed_true_p99_ms", "driver_vs_upstream",
                 "driver_vs_raw", "driver_vs_one_fork", "driver_execute_true_ms", "execute_vs_upstream"},

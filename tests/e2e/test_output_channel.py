@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import tiny
 
+from test_driver.protocol.guest_helpers import SENT_HELPERS
+
 # The guest's backdoor shell, found from inside a command: the one process whose stdin is hvc0.
 BACKDOOR = "$(for f in /proc/[0-9]*/fd/0; do [[ $f -ef /dev/hvc0 ]] && { f=${f%/fd/0}; echo ${f#/proc/}; }; done)"
 # 100 MB of varied text: one random megabyte (base64), 100 times (as fast as the guest's cat goes).
@@ -186,3 +188,38 @@ def test_a_backdoor_shell_that_dies_fails_the_call_at_once_and_the_next_command_
     assert oom < 60, result.stdout  # and the call did not wait for the command's 30 s sleep to end
     assert "died while running" in result.stdout
     assert "Out of memory: Killed process" in result.stderr or "oom" in result.stderr.lower()
+
+
+def test_the_helpers_come_through_the_reply_port_in_a_few_reads(run):
+    """bash reads its commands from hvc0 a byte at a time (a read(2) each, about 30 ms for the
+    helpers under TCG); the helpers come through the reply port instead, which it reads in blocks:
+    the shell makes fewer reads in all than the helpers have bytes."""
+    result = run(f"print('READS', machine.succeed('grep syscr /proc/{BACKDOOR}/io').split()[1])\n")
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    reads = int(result.stdout.split("READS ")[1].split()[0])
+    assert reads < len(SENT_HELPERS), f"{reads} reads for {len(SENT_HELPERS)} bytes of helpers"
+
+
+JUNK = f'''
+from test_driver.errors import BackdoorError
+send = machine.shell.send_port
+# what a shell that died left unread in the port: it comes before the next shell's helpers
+machine.shell.send_port = lambda data: send(b"touch /tmp/ran-junk\\n" + data)
+shell = machine.succeed("echo {BACKDOOR}").strip()
+try:
+    machine.execute(f"kill -9 {{shell}}")
+except BackdoorError:
+    pass
+print("NEXT", machine.succeed("test ! -e /tmp/ran-junk && echo clean"), flush=True)
+print("READS", machine.succeed("grep syscr /proc/{BACKDOOR}/io").split()[1], flush=True)
+'''
+
+
+def test_bytes_before_the_helpers_in_the_port_are_never_run(run):
+    """The shell runs what it read from the reply port only if it ends with this install's check
+    line; otherwise the helpers come on hvc0, as without a port."""
+    result = run(JUNK, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "NEXT clean" in result.stdout, result.stdout
+    reads = int(result.stdout.split("READS ")[1].split()[0])
+    assert reads > len(SENT_HELPERS), "the helpers should have come on hvc0, a byte a read"

@@ -16,7 +16,8 @@ import pytest
 
 from test_driver.deadline import Deadline
 from test_driver.errors import BackdoorError, WaitTimeout
-from test_driver.protocol.backdoor import HELPERS, SENT_HELPERS, Backdoor, ansi_c_quote
+from test_driver.protocol.backdoor import Backdoor, ansi_c_quote
+from test_driver.protocol.guest_helpers import HELPERS, SENT_HELPERS
 from test_driver.protocol.stream import Stream, StreamEOF
 
 

@@ -2,8 +2,10 @@
 
 The guest side is the stock NixOS backdoor: a plain non-interactive bash reading
 lines from /dev/hvc0 in raw mode.  After the greeting the driver defines its helper
-shell functions once; from then on a command costs one line out and one reply
-back, with no process exec'ed in the guest beyond what the command itself runs:
+shell functions once (``guest_helpers``: through the reply port when it can, which
+bash reads in blocks, not a byte at a time); from then on a command costs one line
+out and one reply back, with no process exec'ed in the guest beyond what the
+command itself runs:
 
     __td_now NONCE $'command' [FLAGS]                (host -> guest, no timeout)
     set -m; __td_run NONCE $'command' [FLAGS] </dev/null & __td_p=$!; set +m   (with a timeout)

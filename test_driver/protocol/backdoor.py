@@ -72,7 +72,7 @@ from typing import Callable
 
 from ..deadline import Deadline
 from ..errors import BackdoorError, WaitTimeout
-from .guest_helpers import SENT_HELPERS, bootstrap
+from .guest_helpers import bootstrap, on_console
 from .stream import Stream
 
 GREETING = re.compile(rb"Spawning backdoor root shell\.\.\.\r?\n?")
@@ -139,7 +139,7 @@ class Backdoor:
             status = self.reply(loaded, deadline)[0]
         if status == 0:
             nonce = self._issue()
-            self.send(f"{SENT_HELPERS}\nprintf 'TD1 %s %d 0\\n\\0' {nonce} ${{__td_out:+1}}\n".encode())
+            self.send(on_console(nonce))
             status = 1 + self.reply(nonce, deadline)[0]
         self.port = status == 2 and self.replies is not None
 

@@ -236,14 +236,17 @@ SENT_HELPERS = compact(HELPERS)
 # are never run).  The last reply says what came of it: 0, nothing (the host sends the helpers on
 # hvc0 instead: the port was held by an earlier shell's copier); 1, defined, replies on hvc0; 2,
 # defined, replies on the reply port.
+ACK = "printf 'TD1 %s %d 0\\n\\0'"
+"""An install step's reply on hvc0 (then its nonce and status): a TD1 frame without output."""
+
 BOOTSTRAP = (
     "for __td_p in /sys/class/virtio-ports/vport*; do read -r __td_n < $__td_p/name && "
     "[[ $__td_n == org.nixos.test-driver.reply ]] && exec {__td_port}<>/dev/${__td_p##*/} && break; "
-    "done 2>/dev/null; printf 'TD1 %s %d 0\\n\\0' @OPENED@ \"${__td_port:+1}\"; "
+    "done 2>/dev/null; @ACK@ @OPENED@ \"${__td_port:+1}\"; "
     "[[ ${__td_port-} ]] && IFS= read -r -N @LENGTH@ __td_h <&$__td_port && "
     "[[ $__td_h == *'#@CHECK@'$'\\n' ]] && eval \"$__td_h\"; unset __td_h; "
     "__td_s=0; declare -F __td_now >/dev/null && __td_s=$((1 + ${__td_out:+1}+0)); "
-    "printf 'TD1 %s %d 0\\n\\0' @LOADED@ $__td_s\n")
+    "@ACK@ @LOADED@ $__td_s\n").replace("@ACK@", ACK)
 
 
 def bootstrap(opened: str, loaded: str, check: str) -> tuple[bytes, bytes]:
@@ -253,3 +256,9 @@ def bootstrap(opened: str, loaded: str, check: str) -> tuple[bytes, bytes]:
     line = (BOOTSTRAP.replace("@OPENED@", opened).replace("@LOADED@", loaded)
             .replace("@CHECK@", check).replace("@LENGTH@", str(len(through_port))))
     return line.encode(), through_port
+
+
+def on_console(nonce: str) -> bytes:
+    """The helpers sent on hvc0 (a byte a read: without a reply port, or when the shell could
+    not open it), then the reply ``nonce``: 1 if replies come on the reply port, else 0."""
+    return f"{SENT_HELPERS}\n{ACK} {nonce} ${{__td_out:+1}}\n".encode()

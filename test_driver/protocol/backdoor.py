@@ -10,8 +10,11 @@ command itself runs:
     __td_now NONCE $'command' [FLAGS]                (host -> guest, no timeout)
     set -m; __td_run NONCE $'command' [FLAGS] </dev/null & __td_p=$!; set +m   (with a timeout)
 
-FLAGS: ``o``, the command runs in a bash of its own; ``a``, it has a ``&``, so a process
-it leaves behind (a double fork) is looked for among those init adopts.
+FLAGS: ``o``, the command runs in a bash of its own; ``a``, it has a ``&`` that starts a
+job, so a process it leaves behind (a double fork) is looked for among those init adopts.
+On the reply port, a command without FLAGS whose text can start no job of its shell
+(``STARTS_JOBS``) goes as ``__td_now0``/``__td_run0`` instead: the same, without the EXIT
+trap that looks for such jobs.
 
 Replies come on the reply port when the driver added one (a virtio serial port,
 which QEMU throttles instead of dropping output; see the HELPERS' last part): the
@@ -86,6 +89,14 @@ PORT_FRAME = re.compile(rb"\0TD([02]) ([0-9a-f]{1,32})(?: (-?\d{1,5}))?\n")
 # others are eval'd in a subshell.  `$$` is the command's own shell there; a command that execs
 # or sets traps would replace the subshell or the EXIT trap that marks the end of its output.
 OWN_SHELL = re.compile(r"\$\$|\$\{\$\}|\b(?:exec|trap)\b")
+# A `&` that starts a job (not `&&`, `>&`, `<&`, `&>` nor `|&`): a shell leaves a process behind
+# only through one, which then may leave the command's process tree (FLAGS a).
+ASYNC = r"(?<![&<>|])&(?![&>])"
+# Text through which a command can start a job of its own shell (one that may hold its stdout when
+# that shell exits, which the EXIT trap of __td_now and __td_run looks for): a `&`, a coprocess, a
+# process substitution, or text it evaluates in that shell (eval, source, `.`, a mapfile callback).
+# A command without any, nor FLAGS, runs on the reply port as __td_now0 or __td_run0: no trap.
+STARTS_JOBS = re.compile(ASYNC + r"|[<>]\(|\b(?:coproc|eval|source|mapfile|readarray)\b|(?:^|[\s;|(){}!`])\.(?=\s|$)")
 
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-+=.,/:@%^&*()[]{}<>|;~#?!$\"`")
 
@@ -159,10 +170,11 @@ class Backdoor:
         """
         quoted = ansi_c_quote(command)
         nonce = self._issue()
-        flags = ("o" if OWN_SHELL.search(command) else "") + ("a" if "&" in command else "")
+        flags = ("o" if OWN_SHELL.search(command) else "") + ("a" if re.search(ASYNC, command) else "")
+        plain = "0" if self.port and not flags and not STARTS_JOBS.search(command) else ""
         flags = f" {flags}" if flags else ""
-        line = (f"set -m; __td_run {nonce} {quoted}{flags} </dev/null & __td_p=$!; set +m" if interruptible
-                else f"__td_now {nonce} {quoted}{flags}")
+        line = (f"set -m; __td_run{plain} {nonce} {quoted}{flags} </dev/null & __td_p=$!; set +m" if interruptible
+                else f"__td_now{plain} {nonce} {quoted}{flags}")
         self.send(line.encode() + b"\n")
         return nonce
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 # FLAGS as $1 $2 $3 (o in FLAGS: in a bash of its own), and how init's children are noted as it
 # starts (a in FLAGS), written out where they are used: a bash function call costs a few tenths
 # of a millisecond under TCG, a tenth of a command's round trip.
-EVAL = ('if [[ ${3-} == *o* ]]; then bash -c "set -euo pipefail; $2"; '
-        'else BASH_ARGV0=bash; __td_c=$2; set -euo pipefail --; eval "$__td_c"; fi')
+PLAIN = 'BASH_ARGV0=bash; __td_c=$2; set -euo pipefail --; eval "$__td_c"'
+EVAL = f'if [[ ${{3-}} == *o* ]]; then bash -c "set -euo pipefail; $2"; else {PLAIN}; fi'
 ADOPTED = "__td_i=; [[ ${3-} != *a* ]] || read -r __td_i < /proc/1/task/1/children"
 
 # Sent once after the greeting.  __td_now NONCE CMD runs CMD in one subshell (a
@@ -61,6 +61,11 @@ __td_drain() {
   local last=${1-} adopted=${2-} out=/proc/$BASHPID/fd/1 p f s t=0 holds known more now since=
   local -A seen
   [[ -p $out ]] || return 0
+  # As when upstream's `bash -c` exits, the shell lets go of all else it holds (a job may wait for
+  # the end of its input from it, as a coprocess does): all but stdout, stderr and the helpers'.
+  for f in /proc/$BASHPID/fd/*; do
+    f=${f##*/}; [[ " 1 2 255 ${__td_out-} $__td_idle " == *" $f "* ]] || exec {f}>&-
+  done
   while :; do
     more= holds= seen=()
     [[ ${!-} == "$last" ]] || read -r more < /proc/$BASHPID/task/$BASHPID/children
@@ -182,7 +187,7 @@ elif [[ ${__td_port-} ]]; then
 fi 2>/dev/null
 if [[ $__td_out ]]; then
 # __td_i (ADOPTED below): init's children as a command starts (the stdout is a pipe shared by every
-# command), if FLAGS hold a: the host asks for it when the command has a `&`, without which a
+# command), if FLAGS hold a: the host asks for it when a `&` in the command starts a job, without which a
 # shell command leaves no process behind (a program that daemonizes keeping its stdout would
 # hang upstream's call; that one is not waited for).  Other commands pay nothing for it.
 __td_now() {
@@ -199,12 +204,25 @@ __td_run() {  # (a background job of its own already: its stdout can be the pipe
            @EVAL@) & wait $!
   printf '\0TD2 %s %d\n' "$1" $?
 }
+# __td_now0 / __td_run0 NONCE CMD: the same for a command without FLAGS that can start no job of
+# its shell (the host picks them: no `&`, coprocess, process substitution, nor text it evaluates),
+# so that nothing can hold its stdout once its shell exited: no EXIT trap to set and run, no flag
+# to test (under TCG the trap alone costs a tenth of a command's round trip).
+__td_now0() {
+  ( exec {__td_alive}>&- {__td_fd}>&- <&$__td_in; @PLAIN@ ) >&$__td_out
+  printf '\0TD2 %s %d\n' "$1" $? >&$__td_out
+}
+__td_run0() {
+  exec {__td_alive}>&- {__td_fd}>&- >&$__td_out
+  set -m; (export __TD_TAG=$1; exec <&$__td_in; @PLAIN@) & wait $!
+  printf '\0TD2 %s %d\n' "$1" $?
+}
 fi
 __td_bg() {  # command $1 whose output nobody reads: to /dev/null, no frames, the shell not held
   ( exec {__td_fd}>&-; [[ ! $__td_out ]] || exec {__td_alive}>&- {__td_out}>&-
     __td_eval - "$@" ) >/dev/null &
 }
-""".replace("@EVAL@", EVAL).replace("@ADOPTED@", ADOPTED)
+""".replace("@EVAL@", EVAL).replace("@ADOPTED@", ADOPTED).replace("@PLAIN@", PLAIN)
 
 
 def compact(script: str) -> str:

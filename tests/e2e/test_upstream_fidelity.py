@@ -97,6 +97,29 @@ def test_output_of_a_detached_process_comes_whole(vm, timeout):
     assert time.monotonic() - tic < 2.5
 
 
+@pytest.mark.parametrize("timeout", [None, 60], ids=["no-timeout", "timeout"])
+@pytest.mark.parametrize("command", [
+    ": >(sleep 1; echo LATE); echo EARLY",  # a process substitution
+    "{ coproc { sleep 1; echo LATE >/proc/self/fd/3; }; } 3>/proc/self/fd/1; echo EARLY",  # a coprocess
+    "j=$(printf '\\x26'); eval \"(sleep 1; echo LATE) $j echo EARLY\"",  # evaluated text
+    "printf '(sleep 1; echo LATE) \\x26 echo EARLY' > /tmp/job.sh; . /tmp/job.sh",  # a sourced file
+    "printf '(sleep 1; echo LATE) \\x26 echo EARLY' > /tmp/job.sh; source /tmp/job.sh",
+    # a coprocess that ends when its input does: the shell's exit closes it, as upstream's does
+    "{ coproc { while read -r; do :; done; sleep 1; echo LATE >/proc/self/fd/3; }; } 3>/proc/self/fd/1; echo EARLY",
+], ids=["process-substitution", "coproc", "eval", "dot", "source", "coproc-reading-its-input"])
+def test_a_job_started_without_an_ampersand_in_the_text_comes_whole(vm, timeout, command):
+    """A command whose text has no `&` can still leave a job of its shell holding stdout: the
+    reply holds everything it writes, as upstream's pipe to base64 waits for it, and the next
+    command's output has none of it."""
+    assert "&" not in command
+    outcome: list[object] = []
+    call = threading.Thread(target=lambda: outcome.append(vm.succeed(command, timeout=timeout)), daemon=True)
+    call.start()
+    call.join(30)
+    assert outcome == ["EARLY\nLATE\n"], "the command hung" if call.is_alive() else outcome
+    assert vm.succeed("sleep 1.5; echo NEXT", timeout=timeout) == "NEXT\n"
+
+
 def test_console_text_is_searched_as_upstream_joins_it(vm):
     """Upstream appends each console line (without its end) to what it already read, with nothing
     between, and searches after each line."""

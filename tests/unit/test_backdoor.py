@@ -314,6 +314,26 @@ def port_backdoor() -> tuple[Backdoor, Stream]:
     return backdoor, replies
 
 
+@pytest.mark.parametrize("command, plain", [
+    ("true", True), ("systemctl is-active x.service && echo y", True), ("echo a.b > /tmp/f", True),
+    ("ls -l 2>&1 &>/dev/null |& cat >&2", True), ("sleep 1 &", False), ("x >f&", False), ("x 2>&1&", False), ("echo $$", False), (": >(cat)", False), ("diff <(a) b", False),
+    ("coproc cat", False), ("eval \"$x\"", False), (". /etc/profile", False), ("x; . f", False),
+    ("source f", False), ("mapfile -C f a < g", False)])
+def test_only_a_command_that_can_start_no_job_goes_without_the_exit_trap(command, plain):
+    """On the reply port, __td_now0/__td_run0 (no EXIT trap, no flags) take a command only when its
+    text can start no job of its shell; anything else keeps the trap that waits for such a job."""
+    sent: list[bytes] = []
+    backdoor, _ = port_backdoor()
+    backdoor.send = sent.append
+    backdoor.run(command, interruptible=False)
+    backdoor.run(command, interruptible=True)
+    words = [line.split()[0] if line.startswith(b"__") else line.split()[2] for line in sent]
+    assert words == ([b"__td_now0", b"__td_run0"] if plain else [b"__td_now", b"__td_run"])
+    backdoor.port = False  # on hvc0 there is one function of each kind
+    backdoor.run("true", interruptible=False)
+    assert sent[-1].startswith(b"__td_now ")
+
+
 def test_a_port_reply_is_raw_bytes_nuls_included_up_to_its_end_frame():
     backdoor, replies = port_backdoor()
     backdoor.issued["aa11"] = time.monotonic()

@@ -96,7 +96,7 @@ ASYNC = r"(?<![&<>|])&(?![&>])"
 # that shell exits, which the EXIT trap of __td_now and __td_run looks for): a `&`, a coprocess, a
 # process substitution, or text it evaluates in that shell (eval, source, `.`, a mapfile callback).
 # A command without any, nor FLAGS, runs on the reply port as __td_now0 or __td_run0: no trap.
-STARTS_JOBS = re.compile(ASYNC + r"|[<>]\(|\b(?:coproc|eval|source|mapfile|readarray)\b|(?:^|[\s;|(){}!`])\.(?=\s|$)")
+STARTS_JOBS = re.compile(ASYNC + r"|[<>]\(|\b(?:coproc|eval|source|mapfile|readarray)\b|(?:^|[\s;&|(){}!`])\.(?=\s|$)")
 
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-+=.,/:@%^&*()[]{}<>|;~#?!$\"`")
 

@@ -207,7 +207,7 @@ __td_run() {  # (a background job of its own already: its stdout can be the pipe
 # __td_now0 / __td_run0 NONCE CMD: the same for a command without FLAGS that can start no job of
 # its shell (the host picks them: no `&`, coprocess, process substitution, nor text it evaluates),
 # so that nothing can hold its stdout once its shell exited: no EXIT trap to set and run, no flag
-# to test (under TCG the trap alone costs a tenth of a command's round trip).
+# to test (under TCG those cost a seventh of a command's round trip).
 __td_now0() {
   ( exec {__td_alive}>&- {__td_fd}>&- <&$__td_in; @PLAIN@ ) >&$__td_out
   printf '\0TD2 %s %d\n' "$1" $? >&$__td_out

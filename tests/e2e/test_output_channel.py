@@ -184,8 +184,9 @@ def test_a_backdoor_shell_that_dies_fails_the_call_at_once_and_the_next_command_
     assert len(failures) == 2 and result.stdout.count("NEXT-WORKS") == 2, result.stdout
     (killed, killed_lag), (oom, oom_lag) = ((float(f[1]), float(f[2])) for f in failures)
     assert killed < 1.0 and killed_lag < 1.0, result.stdout  # the kill is the command's first act
-    assert oom_lag < 1.0, result.stdout  # filling the memory takes a while under TCG, so from the death
-    assert oom < 60, result.stdout  # and the call did not wait for the command's 30 s sleep to end
+    # Filling the memory takes a while under TCG (40 to 80 s, as busy as the host is), so the call
+    # is timed from the death: it failed then, not once the command's 30 s sleep had ended.
+    assert oom_lag < 1.0, result.stdout
     assert "died while running" in result.stdout
     assert "Out of memory: Killed process" in result.stderr or "oom" in result.stderr.lower()
 

@@ -317,7 +317,7 @@ def port_backdoor() -> tuple[Backdoor, Stream]:
 @pytest.mark.parametrize("command, plain", [
     ("true", True), ("systemctl is-active x.service && echo y", True), ("echo a.b > /tmp/f", True),
     ("ls -l 2>&1 &>/dev/null |& cat >&2", True), ("sleep 1 &", False), ("x >f&", False), ("x 2>&1&", False), ("echo $$", False), (": >(cat)", False), ("diff <(a) b", False),
-    ("coproc cat", False), ("eval \"$x\"", False), (". /etc/profile", False), ("x; . f", False),
+    ("coproc cat", False), ("eval \"$x\"", False), (". /etc/profile", False), ("x; . f", False), ("true&&. f", False),
     ("source f", False), ("mapfile -C f a < g", False)])
 def test_only_a_command_that_can_start_no_job_goes_without_the_exit_trap(command, plain):
     """On the reply port, __td_now0/__td_run0 (no EXIT trap, no flags) take a command only when its

@@ -32,6 +32,7 @@ backdoor answers after about 14 s and ``wait_for_x`` returns after about 20 s.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -90,15 +91,17 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
   export XDG_RUNTIME_DIR=/run/user/0 DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/0/bus
 fi
 systemctl --user import-environment DISPLAY XAUTHORITY
-# The window manager first, the graphical session (what wait_for_x waits for) once it manages
-# the screen (it names its check window on the root window): under TCG on a busy host IceWM
-# takes seconds to come up, and a test reading the screen right after wait_for_x saw it black.
+# The window manager first, the graphical session (what wait_for_x waits for) once it has
+# drawn the desktop (its taskbar is on the screen): under TCG IceWM takes seconds to come up,
+# and it names its check window on the root window long before it draws anything, so that a
+# test reading the screen right after wait_for_x saw it black, and an xterm started then
+# appeared only when IceWM was done (on NixOS under KVM all of this takes a fraction of a second).
 "$@" &
 wm=$!
 trap 'kill $wm 2>/dev/null' TERM INT HUP
 i=0
-while [ $i -lt 600 ] && ! xprop -root _NET_SUPPORTING_WM_CHECK 2>/dev/null | grep -q "window id"; do
-  sleep 0.1; i=$((i + 1))
+while [ $i -lt 300 ] && ! xwininfo -name TaskBar 2>/dev/null | grep -q "IsViewable"; do
+  sleep 0.2; i=$((i + 1))
 done
 systemctl --user start td-graphical-session.target
 wait $wm
@@ -126,6 +129,16 @@ for arg; do
   case $arg in vt[0-9]*|-novtswitch) ;; *) set -- "$@" "$arg" ;; esac
 done
 exec Xvfb -screen 0 1024x768x24 "$@"
+"""
+
+
+# fontconfig's caches, valid in the image: a cache holds its directory's mtime to the
+# nanosecond, and mkfs.ext4 -d keeps whole seconds only, so that every boot found all of them
+# stale and rescanned every font (IceWM, the first to ask, spent 13 s of TCG on it while the
+# screen stayed black).  The directories' times cut to the second first, then the caches made.
+FONT_CACHE = """find -L /usr/share/fonts /usr/local/share/fonts -type d -exec sh -c '
+  for d; do touch -c -m -d "@$(stat -L -c %Y "$d")" "$d"; done' sh {} +
+fc-cache --system-only --force
 """
 
 
@@ -161,6 +174,7 @@ def customize(root: Path) -> None:
     default = units / "default.target"
     default.unlink(missing_ok=True)
     default.symlink_to("/lib/systemd/system/graphical.target")
+    subprocess.run(["chroot", str(root), "sh", "-c", FONT_CACHE], check=True)
 
 
 def build(cache: Path | None = None) -> debian.DebianGuest:

@@ -24,7 +24,8 @@ Debian's systemd (252) would log "Reached target graphical-session.target - Curr
 graphical user session.", which that grep misses: the user manager gets
 ``StatusUnitFormat=description``, so that the message has the description alone.  The guest
 boots to ``graphical.target``; alice has no lingering user manager here.  Under TCG the
-backdoor answers after about 14 s and ``wait_for_x`` returns after about 20 s.
+backdoor answers after about 18 s and ``wait_for_x`` returns after about 29 s, when IceWM has
+drawn its taskbar; an xterm started then shows its prompt about 2 s later.
 
     python3 tests/guests/x11.py build                 # prints the guest directory
     python3 tests/guests/x11.py start-script NAME DIR # writes DIR/run-NAME-vm

@@ -59,7 +59,8 @@ def test_a_bad_step_is_refused_before_any_vm(guest, tmp_path, private_tmp):
 
 
 def test_parallel_failure_names_the_machine_and_reports_the_rest(guest, tmp_path, private_tmp):
-    script = ("start_all()\n"
+    # both up before the race: which call fails first must not hang on which machine booted first
+    script = ("start_all()\nalpha.succeed('true')\nbeta.succeed('true')\n"
               "parallel(lambda: beta.succeed('sleep 2; echo fine'), lambda: alpha.succeed('exit 3'))\n")
     result = run_driver(guest, tmp_path, script)
     assert result.returncode == 1
@@ -69,8 +70,11 @@ def test_parallel_failure_names_the_machine_and_reports_the_rest(guest, tmp_path
 
 
 def test_parallel_steps_failure(guest, tmp_path, private_tmp):
-    document = {"steps": [{"action": "start_all"}, {"parallel": [
-        {"action": "succeed", "machine": "alpha", "command": "sleep 1; false"},
+    # both up before the race (on a loaded host beta booted over 1 s after alpha, and alpha failed first)
+    document = {"steps": [{"action": "start_all"},
+                          {"action": "succeed", "machine": "alpha", "command": "true"},
+                          {"action": "succeed", "machine": "beta", "command": "true"}, {"parallel": [
+        {"action": "succeed", "machine": "alpha", "command": "sleep 2; false"},
         {"action": "fail", "machine": "beta", "command": "true"},
     ]}]}
     result = run_driver(guest, tmp_path, json.dumps(document))
